@@ -1,0 +1,3 @@
+from nonvae.cli import main
+
+raise SystemExit(main())
