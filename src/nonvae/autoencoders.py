@@ -1,0 +1,169 @@
+"""Backbones: the autoencoders every method trains.
+
+A backbone maps images to codes and back. Its ``forward`` does everything one
+training step needs from it in a single call (encode the inputs, decode their
+codes and any extra codes a regularizer asks for), because under
+DistributedDataParallel only calls through the wrapper's ``forward`` keep the
+gradients in sync across ranks.
+
+- :class:`PlainAutoencoder`: f, g (conv or MLP), optionally with the LTAE latent
+  transform z' = a * (z + b) whose output is the code.
+- :class:`SplitAutoencoder`: content encoder E1, attribute encoder E2 and one
+  decoder G; the code is [E1(x), E2(x)] for the domain with the attribute and
+  [E1(x), 0] for the domain without it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nonvae.config import ModelConfig
+from nonvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, scales_for
+
+CodeFn = Callable[[torch.Tensor], torch.Tensor | None]
+
+
+class LatentTransform(nn.Module):
+    """LTAE's learned transform z' = a * (z + b), with a, b vectors over the flattened code."""
+
+    def __init__(self, numel: int, kind: str, noise: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.noise = noise
+        self.a = nn.Parameter(torch.ones(numel))
+        self.b = nn.Parameter(torch.zeros(numel))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.flatten(1)
+        return (self.a * (flat + self.b)).view_as(z)
+
+    def perturb(self, z: torch.Tensor) -> torch.Tensor:
+        """Training-time decoder noise: Gaussian for LTAE-S, uniform for LTAE-M."""
+        if self.noise <= 0:
+            return z
+        if self.kind == "minmax":
+            return z + (torch.rand_like(z) * 2 - 1) * self.noise
+        return z + torch.randn_like(z) * self.noise
+
+
+class Backbone(nn.Module):
+    """Shared forward logic; subclasses implement ``_encode`` and ``decode``."""
+
+    latent_shape: tuple[int, ...]
+    image_shape: tuple[int, int, int]
+    transform: LatentTransform | None = None
+
+    def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
+        """Images -> codes (the space interpolations, probes and sampling use)."""
+        return self._encode(x, domain)["z"]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        domain: torch.Tensor | None = None,
+        extra_codes: CodeFn | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Encode ``x``, decode its codes and ``extra_codes(z)`` in one pass.
+
+        Returns 'z', 'recon' and 'extra' (decoded extra codes, or an empty tensor),
+        plus backbone-specific parts ('z_raw', 'content', 'attribute').
+        """
+        out = self._encode(x, domain)
+        z = out["z"]
+        extra = extra_codes(z) if extra_codes is not None else None
+        codes = z if extra is None else torch.cat([z, extra.to(z.dtype)])
+        if self.training and self.transform is not None:
+            codes = self.transform.perturb(codes)
+        decoded = self.decode(codes)
+        out["recon"] = decoded[: len(z)]
+        out["extra"] = decoded[len(z):]
+        return out
+
+
+class PlainAutoencoder(Backbone):
+    """Conv (ACAI architecture) or MLP encoder f and decoder g, with an optional LTAE transform."""
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = image_shape
+        if cfg.backbone == "conv":
+            scales = scales_for(h, cfg.latent_width)
+            self.encoder: nn.Module = ConvEncoder(c, cfg.width, scales, cfg.latent_channels)
+            self.decoder: nn.Module = ConvDecoder(c, cfg.width, scales, cfg.latent_channels, cfg.out_activation)
+            side = h >> scales
+            self.latent_shape = (cfg.latent_channels, side, w >> scales)
+        else:
+            self.encoder = MLPEncoder(c * h * w, list(cfg.hidden), cfg.latent_dim, cfg.activation)
+            self.decoder = MLPDecoder(image_shape, list(cfg.hidden), cfg.latent_dim, cfg.activation,
+                                      cfg.out_activation)
+            self.latent_shape = (cfg.latent_dim,)
+        if cfg.transform != "none":
+            self.transform = LatentTransform(math.prod(self.latent_shape), cfg.transform, cfg.transform_noise)
+
+    def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        z_raw = self.encoder(x)
+        if self.transform is None:
+            return {"z": z_raw}
+        return {"z": self.transform(z_raw), "z_raw": z_raw}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class SplitAutoencoder(Backbone):
+    """E1 (content) + E2 (attribute, zeroed for the domain without it) + one decoder.
+
+    ``domain`` is 1 for examples of the domain with the attribute (A), 0 otherwise.
+    The code concatenates content and attribute channels on the latent grid.
+    """
+
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = image_shape
+        scales = scales_for(h, cfg.latent_width)
+        content = cfg.content_dim or cfg.latent_channels
+        attribute = cfg.attribute_dim or max(1, cfg.latent_channels // 4)
+        self.content_channels, self.attribute_channels = content, attribute
+        self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
+        self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
+        self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
+        self.latent_shape = (content + attribute, h >> scales, w >> scales)
+
+    def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):
+        """(content, attribute) codes; the attribute is zero where ``domain`` is 0."""
+        content = self.content_encoder(x)
+        attribute = self.attribute_encoder(x)
+        if domain is not None:
+            attribute = attribute * domain.to(attribute.dtype).view(-1, *([1] * (attribute.ndim - 1)))
+        return content, attribute
+
+    def combine(self, content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+        return torch.cat([content, attribute], 1)
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z[:, : self.content_channels], z[:, self.content_channels:]
+
+    def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        content, attribute = self.encode_parts(x, domain)
+        return {"z": self.combine(content, attribute), "content": content, "attribute": attribute}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+def build_backbone(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> Backbone:
+    if cfg.backbone == "split":
+        return SplitAutoencoder(cfg, image_shape)
+    return PlainAutoencoder(cfg, image_shape)

@@ -1,0 +1,214 @@
+"""Checkpoints: safetensors weights + JSON state, written atomically.
+
+Layout of ``RUN_DIR/checkpoints``::
+
+    step_000100/  <player>.safetensors, optim_<player>.safetensors, state.json (written last)
+    latest -> step_000100   (a symlink, replaced atomically after the step folder is complete)
+
+A checkpoint folder is first written as ``.tmp-step_...``, every file fsynced,
+then renamed; ``latest`` is swapped last. A kill at any moment therefore leaves
+the previous or the new checkpoint readable, never a torn one. No pickle: the
+optimizer state is split into tensors (safetensors) and plain values (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from nonvae.errors import CheckpointError
+
+STEP_RE = re.compile(r"^step_(\d+)$")
+STATE_FILE = "state.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(clean, str(path), metadata=metadata)
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a torn file) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
+        raise CheckpointError(f"{path}: looks like a pickle/torch.save file; only safetensors weights are loaded")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+# -- optimizer state <-> (tensors, json) -------------------------------------------------------
+def optimizer_to_flat(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        plain_entry = {}
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{key}"] = value
+            else:
+                plain_entry[key] = value
+        plain["state"][str(idx)] = plain_entry
+    return tensors, plain
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {int(k): dict(v) for k, v in plain["state"].items()}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+# -- saving ---------------------------------------------------------------------------------
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    step: int,
+    players: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    extra_state: dict | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write ``step_N`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step_{step:08d}"
+    tmp = ckpt_dir / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    optim_json = {}
+    for name, module in players.items():
+        _save_tensors(module.state_dict(), tmp / f"{name}.safetensors", {"player": name})
+        if optimizers and name in optimizers:
+            tensors, plain = optimizer_to_flat(optimizers[name].state_dict())
+            _save_tensors(tensors, tmp / f"optim_{name}.safetensors")
+            optim_json[name] = plain
+    state = {"step": step, "players": sorted(players), "optimizers": optim_json, **(extra_state or {})}
+    _write_json(tmp / STATE_FILE, state)
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    link_tmp = ckpt_dir / f".latest-{os.getpid()}"
+    if link_tmp.is_symlink() or link_tmp.exists():
+        link_tmp.unlink()
+    os.symlink(final.name, link_tmp)
+    os.replace(link_tmp, ckpt_dir / "latest")
+    _fsync_dir(ckpt_dir)
+    _prune(ckpt_dir, keep, protect=final)
+    return final
+
+
+def _prune(ckpt_dir: Path, keep: int, protect: Path) -> None:
+    steps = sorted(p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name) and p.is_dir())
+    for old in steps[:-keep] if keep > 0 else []:
+        if old != protect:
+            shutil.rmtree(old, ignore_errors=True)
+    for junk in ckpt_dir.glob(".tmp-*"):
+        shutil.rmtree(junk, ignore_errors=True)
+
+
+# -- loading --------------------------------------------------------------------------------
+def is_complete(path: Path) -> bool:
+    return (path / STATE_FILE).is_file()
+
+
+def find_latest(ckpt_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder (``latest`` if valid, else the highest step)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    latest = ckpt_dir / "latest"
+    if latest.exists() and is_complete(latest):
+        return latest.resolve()
+    steps = sorted((p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name) and is_complete(p)), reverse=True)
+    return steps[0] if steps else None
+
+
+def read_state(path: Path) -> dict:
+    try:
+        return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / STATE_FILE}: unreadable checkpoint state ({exc})") from None
+
+
+def load_weights(module: torch.nn.Module, path: str | Path, name: str = "") -> None:
+    """Load a safetensors state dict into ``module`` with a clear error on any mismatch."""
+    tensors = load_tensors(path)
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not match {name or 'the model'} "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}); "
+            "was it trained with another method or config?"
+        )
+    for key, value in tensors.items():
+        if own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)} "
+                "(different architecture settings?)"
+            )
+    module.load_state_dict(tensors)
+
+
+def load_checkpoint(
+    path: str | Path,
+    players: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+) -> dict:
+    """Restore players (and optimizers) from a checkpoint folder; return its state.json."""
+    path = Path(path)
+    state = read_state(path)
+    for name, module in players.items():
+        load_weights(module, path / f"{name}.safetensors", name)
+    if optimizers:
+        for name, opt in optimizers.items():
+            plain = state.get("optimizers", {}).get(name)
+            if plain is None:
+                raise CheckpointError(f"{path}: no optimizer state for '{name}'")
+            tensors = load_tensors(path / f"optim_{name}.safetensors")
+            try:
+                opt.load_state_dict(optimizer_from_flat(tensors, plain))
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"{path}: optimizer state for '{name}' does not fit ({exc})") from None
+    return state

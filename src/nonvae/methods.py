@@ -1,0 +1,224 @@
+"""A method = a backbone + regularizers, and the one training step they share.
+
+Presets (ae, acai, disentangle, ltae_s, ltae_m, ae_augment, ...) are only
+configs: which backbone, which regularizer sections are present. ``Method``
+owns the networks and knows how to do one step; the trainer owns devices,
+ranks, files and the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nonvae.autoencoders import Backbone, build_backbone
+from nonvae.config import Config
+from nonvae.errors import ConfigError, TrainingError
+from nonvae.nets import scales_for
+from nonvae.regularizers.base import Regularizer, StepView
+
+AUTOENCODER = "autoencoder"
+
+
+class NonFiniteError(TrainingError):
+    """A loss or gradient became NaN/inf."""
+
+    def __init__(self, name: str, step: int, value: float) -> None:
+        super().__init__(f"non-finite {name} ({value}) at step {step}")
+        self.name, self.step, self.value = name, step, value
+
+
+def build_regularizers(cfg: Config, backbone: Backbone, image_shape: tuple[int, int, int]) -> dict:
+    """Instantiate the regularizer sections present in the config, in a fixed order."""
+    regs: dict[str, Regularizer] = {}
+    r = cfg.regularizers
+    if r.acai is not None:
+        from nonvae.regularizers.acai import InterpolationCritic
+
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2]:
+            raise ConfigError("regularizers.acai needs square images")
+        scales = scales_for(image_shape[1], cfg.model.latent_width)
+        regs["acai"] = InterpolationCritic(r.acai, image_shape, cfg.model.width, scales,
+                                           cfg.model.latent_channels)
+    if r.domain is not None:
+        if not hasattr(backbone, "encode_parts"):
+            raise ConfigError("regularizers.domain needs model.backbone: split")
+        from nonvae.regularizers.domain import DomainDiscriminator
+
+        regs["domain"] = DomainDiscriminator(r.domain, backbone)
+    if r.augment is not None:
+        from nonvae.regularizers.augment import CrossAugmentation
+
+        regs["augment"] = CrossAugmentation(r.augment, image_shape)
+    if r.ltae is not None:
+        if backbone.transform is None:
+            raise ConfigError("regularizers.ltae needs model.transform: standardize or minmax")
+        from nonvae.regularizers.ltae import LatentNormalization
+
+        regs["ltae"] = LatentNormalization(r.ltae, backbone.transform.kind)
+    return regs
+
+
+class Method(nn.Module):
+    """The autoencoder plus its regularizers; ``train_step`` updates every player once."""
+
+    def __init__(self, cfg: Config, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.image_shape = tuple(image_shape)
+        self.autoencoder = build_backbone(cfg.model, self.image_shape)
+        self.regularizers = nn.ModuleDict(build_regularizers(cfg, self.autoencoder, self.image_shape))
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        names = [AUTOENCODER]
+        for reg in self.regularizers.values():
+            names += list(reg.players())
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two regularizers own players with the same name: {names}")
+
+    # -- inference ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
+        return self.autoencoder.encode(x, domain)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(z)
+
+    # -- what the trainer needs ---------------------------------------------------------------
+    def players(self) -> dict[str, nn.Module]:
+        """Every separately optimised network, by name ('autoencoder', 'critic', ...)."""
+        out: dict[str, nn.Module] = {AUTOENCODER: self.autoencoder}
+        for reg in self.regularizers.values():
+            out.update(reg.players())
+        return out
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        t = self.cfg.train
+        settings: dict[str, dict] = {}
+        for reg in self.regularizers.values():
+            settings.update(reg.optimizer_settings())
+        opts = {}
+        for name, module in self.players().items():
+            lr = settings.get(name, {}).get("lr") or t.lr
+            opts[name] = torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(t.betas),
+                                          weight_decay=t.weight_decay)
+        return opts
+
+    # -- one step ---------------------------------------------------------------------------
+    def train_step(
+        self,
+        batch: dict[str, torch.Tensor],
+        step: int,
+        optimizers: dict[str, torch.optim.Optimizer],
+        call: Callable[..., torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """Update the autoencoder, then every adversary; return the logged losses.
+
+        ``call(name, *args)`` runs a player (the trainer passes DDP wrappers); by
+        default the players are called directly.
+        """
+        players = self.players()
+        call = call or (lambda name, *a, **k: players[name](*a, **k))
+        adversaries = [m for n, m in players.items() if n != AUTOENCODER]
+        x = batch["x"]
+        domain = batch.get("domain")
+
+        # 1) autoencoder: adversaries frozen
+        for m in adversaries:
+            m.requires_grad_(False)
+        try:
+            inputs, domains, extra_in, sizes = [x], [domain], {}, []
+            for name, reg in self.regularizers.items():
+                extra = reg.extra_inputs(batch, x)
+                if extra is not None:
+                    extra_in[name] = extra
+                    inputs.append(extra["x"])
+                    domains.append(extra.get("domain", domain))
+                    sizes.append((name, len(extra["x"])))
+            x_all = torch.cat(inputs) if len(inputs) > 1 else x
+            domain_all = None if domain is None else torch.cat(domains)
+            state: dict[str, dict] = {name: {} for name in self.regularizers}
+            n_main = len(x)
+            decoded_sizes: list[tuple[str, int]] = []
+
+            def code_fn(z: torch.Tensor) -> torch.Tensor | None:
+                codes = []
+                for name, reg in self.regularizers.items():
+                    c = reg.extra_codes(z[:n_main], state[name])
+                    if c is not None:
+                        codes.append(c)
+                        decoded_sizes.append((name, len(c)))
+                return torch.cat(codes) if codes else None
+
+            with self.autocast():
+                out_all = call(AUTOENCODER, x_all, domain_all, code_fn)
+                out = {k: v[:n_main] for k, v in out_all.items() if k != "extra"}
+                extra_out, offset = {}, n_main
+                for name, size in sizes:
+                    extra_out[name] = {k: v[offset: offset + size] for k, v in out_all.items() if k != "extra"}
+                    offset += size
+                decoded, offset = {}, 0
+                for name, size in decoded_sizes:
+                    decoded[name] = out_all["extra"][offset: offset + size]
+                    offset += size
+                view = StepView(batch, x, out, extra_in, extra_out, decoded, state, step)
+                losses = {"recon": (out["recon"].float() - x.float()).pow(2).mean()}
+                for reg in self.regularizers.values():
+                    losses.update(reg.loss(view))
+            total = sum(losses.values())
+            self._check(losses, step)
+            self._update(AUTOENCODER, total, optimizers, step)
+        finally:
+            for m in adversaries:
+                m.requires_grad_(True)
+        logs = {k: float(v.detach()) for k, v in losses.items()}
+        logs["loss"] = float(total.detach())
+
+        # 2) adversaries, from detached tensors
+        if adversaries:
+            dview = view.detached()
+            for reg in self.regularizers.values():
+                if not reg.players():
+                    continue
+                with self.autocast():
+                    adv = reg.adversary_step(dview, call, optimizers)
+                player_losses = {k: v for k, v in adv.items() if k in players}
+                self._check(player_losses, step)
+                for name, loss in player_losses.items():
+                    self._update(name, loss, optimizers, step)
+                logs.update({k: float(v.detach()) for k, v in adv.items()})
+        return logs
+
+    def _check(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        for name, value in losses.items():
+            if not torch.isfinite(value.detach()).all():
+                raise NonFiniteError(f"loss '{name}'", step, float(value.detach()))
+
+    def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int) -> None:
+        opt = optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        clip = self._clip_for(name)
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params])) \
+                if params else torch.zeros(())
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            raise NonFiniteError(f"gradient of '{name}'", step, float(norm))
+        opt.step()
+
+    def _clip_for(self, name: str) -> float | None:
+        for reg in self.regularizers.values():
+            if name in reg.players():
+                return getattr(reg.cfg, "grad_clip", None) or self.cfg.train.grad_clip
+        return self.cfg.train.grad_clip
+
+
+def build_method(cfg: Config, image_shape: tuple[int, int, int]) -> Method:
+    return Method(cfg, image_shape)

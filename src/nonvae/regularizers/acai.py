@@ -1,0 +1,67 @@
+"""ACAI: adversarially constrained autoencoder interpolation (Berthelot et al. 2018).
+
+A critic regresses the mixing coefficient alpha in [0, 0.5] of decoded latent
+interpolations; the autoencoder is rewarded when the critic answers 0.
+
+- alpha ~ U[0, 1] folded to [0, 0.5]; z_mix = alpha z_i + (1 - alpha) z_j with j
+  the mirrored position in the batch.
+- critic loss: mean (d(g(z_mix)) - alpha)^2 + mean d(gamma x + (1 - gamma) g(f(x)))^2
+- autoencoder term: weight * mean d(g(z_mix))^2
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nonvae.config import AcaiConfig
+from nonvae.nets import ConvCritic
+from nonvae.regularizers.base import Call, Regularizer, StepView
+
+
+def fold_alpha(u: torch.Tensor) -> torch.Tensor:
+    """U[0, 1] -> [0, 0.5] by folding at 0.5, as in the paper."""
+    return 0.5 - (u - 0.5).abs()
+
+
+class InterpolationCritic(Regularizer):
+    name = "acai"
+
+    def __init__(self, cfg: AcaiConfig, image_shape: tuple[int, int, int], width: int, scales: int,
+                 latent: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.critic = ConvCritic(image_shape[0], cfg.width or width, scales, latent)
+
+    def weight_at(self, step: int) -> float:
+        if self.cfg.warmup_steps <= 0:
+            return self.cfg.weight
+        return self.cfg.weight * min(1.0, step / self.cfg.warmup_steps)
+
+    def extra_codes(self, z: torch.Tensor, state: dict) -> torch.Tensor:
+        alpha = fold_alpha(torch.rand(len(z), device=z.device))
+        state["alpha"] = alpha
+        a = alpha.view(-1, *([1] * (z.ndim - 1))).to(z.dtype)
+        return a * z + (1 - a) * z.flip(0)
+
+    def loss(self, view: StepView) -> dict[str, torch.Tensor]:
+        # the critic is frozen here (the method turns its grads off); call the raw module
+        score = self.critic(view.decoded[self.name])
+        return {"acai/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
+
+    def players(self) -> dict[str, nn.Module]:
+        return {"critic": self.critic}
+
+    def optimizer_settings(self) -> dict[str, dict]:
+        return {"critic": {"lr": self.cfg.lr}} if self.cfg.lr is not None else {}
+
+    def adversary_step(self, view: StepView, call: Call, optimizers: dict) -> dict[str, torch.Tensor]:
+        mixed = view.decoded[self.name]
+        alpha = view.state[self.name]["alpha"]
+        real_mix = self.cfg.gamma * view.x + (1 - self.cfg.gamma) * view.out["recon"]
+        # one critic forward over both inputs (cheaper than two)
+        scores = call("critic", torch.cat([mixed, real_mix.to(mixed.dtype)])).float()
+        loss_alpha = (scores[: len(mixed)] - alpha).pow(2).mean()
+        loss_real = scores[len(mixed):].pow(2).mean()
+        loss = loss_alpha + loss_real
+        return {"critic": loss, "critic/alpha": loss_alpha.detach(), "critic/real": loss_real.detach()}

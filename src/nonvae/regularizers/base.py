@@ -1,0 +1,76 @@
+"""The regularizer interface: terms added to the autoencoder loss.
+
+A regularizer may ask the backbone to encode extra inputs and to decode extra
+codes in the same forward (see ``Backbone.forward``); it then adds its loss
+terms. One with an adversary (ACAI's critic, the domain discriminator) owns that
+network under ``players()`` and updates it in ``adversary_step`` from detached
+tensors only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Call = Callable[..., torch.Tensor]  # call(player_name, *args): run a (possibly DDP-wrapped) player
+
+
+@dataclass
+class StepView:
+    """What one training step computed, as regularizers see it."""
+
+    batch: dict[str, torch.Tensor]
+    x: torch.Tensor  # the main inputs
+    out: dict[str, torch.Tensor]  # backbone outputs for the main inputs: z, recon, ...
+    extra_in: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # per regularizer
+    extra_out: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # outputs for extra inputs
+    decoded: dict[str, torch.Tensor] = field(default_factory=dict)  # per regularizer: decoded extra codes
+    state: dict[str, dict] = field(default_factory=dict)  # per regularizer: what extra_codes drew
+    step: int = 0
+
+    def detached(self) -> StepView:
+        def d(v):
+            if isinstance(v, torch.Tensor):
+                return v.detach()
+            if isinstance(v, dict):
+                return {k: d(u) for k, u in v.items()}
+            return v
+
+        return StepView(d(self.batch), self.x.detach(), d(self.out), d(self.extra_in), d(self.extra_out),
+                        d(self.decoded), d(self.state), self.step)
+
+
+class Regularizer(nn.Module):
+    """Base class; every hook is optional."""
+
+    name: str = "regularizer"
+
+    def extra_inputs(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Further images to encode in the same forward: {'x': ..., optional 'domain': ..., aux...}."""
+        return None
+
+    def extra_codes(self, z: torch.Tensor, state: dict) -> torch.Tensor | None:
+        """Further codes to decode in the same forward, computed from the main inputs' codes.
+
+        ``state`` is this regularizer's scratch space for the step (e.g. the drawn alphas).
+        """
+        return None
+
+    def loss(self, view: StepView) -> dict[str, torch.Tensor]:
+        """Weighted terms to add to the autoencoder loss, keyed '<name>/<term>'."""
+        return {}
+
+    def players(self) -> dict[str, nn.Module]:
+        """Adversary networks trained by this regularizer, by name."""
+        return {}
+
+    def optimizer_settings(self) -> dict[str, dict]:
+        """Per-player optimizer overrides (e.g. {'critic': {'lr': 1e-4}})."""
+        return {}
+
+    def adversary_step(self, view: StepView, call: Call, optimizers: dict) -> dict[str, torch.Tensor]:
+        """Update this regularizer's adversaries from ``view`` (detached); return logged losses."""
+        return {}

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny configs that train in seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def tiny_overrides(**extra: object) -> list[str]:
+    """--set overrides that make any lines/digits config train in a second or two."""
+    base = {
+        "model.width": 4,
+        "train.batch_size": 16,
+        "train.lr": 1e-3,
+        "train.log_every": 2,
+        "train.sample_every": 1000,
+        "train.eval_every": 1000,
+        "train.checkpoint_every": 1000,
+        "train.progress": False,
+        "train.tensorboard": False,
+        "eval.lines_pairs": 8,
+        "eval.batch_size": 64,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture
+def tiny_lines():
+    from nonvae.config import load_config
+
+    def make(config: str = "configs/lines/ae.yaml", **extra):
+        root = os.path.dirname(os.path.dirname(__file__))
+        over = {"data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4, "data.test_limit": 64}
+        over.update(extra)
+        return load_config(os.path.join(root, config), tiny_overrides(**over))
+
+    return make
+
+
+@pytest.fixture
+def tiny_digits():
+    from nonvae.config import load_config
+
+    def make(**extra):
+        over = {"data.name": "digits", "data.image_size": 16, "model.latent_width": 4,
+                "model.latent_channels": 2, "train.steps": 4}
+        over.update(extra)
+        return load_config(None, tiny_overrides(**over))
+
+    return make
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
