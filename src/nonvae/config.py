@@ -36,7 +36,9 @@ class DataConfig:
     domain_b: str | None = None
     crop: int | None = None
     hflip: bool = False
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # decoded-image cache (None: $XDG_CACHE_HOME/nonvae or ~/.cache/nonvae)
+    bad_images: str = "error"  # error | skip: a corrupt or missing image file
+    base: str = "auto"  # attributes benchmark base images: auto | fashion_mnist | digits | shapes
 
 
 @dataclass
@@ -53,7 +55,8 @@ class ModelConfig:
     # split backbone (content disentanglement)
     content_dim: int = 0  # 0 = derive from the architecture
     attribute_dim: int = 0
-    norm: str = "none"  # none | instance
+    arch: str = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
+    norm: str = "none"  # none | instance (press arch)
     out_activation: str = "none"  # none | tanh
     # LTAE latent transform z' = a * (z + b) (+ noise when decoding)
     transform: str = "none"  # none | standardize (LTAE-S) | minmax (LTAE-M)
@@ -135,6 +138,7 @@ class LtaeConfig:
     """LTAE: pull the transformed code z' towards norm(z)."""
 
     weight: float = 1.0
+    detach_target: bool = False  # true: norm(z) is a constant target (the reference code lets it carry gradient)
 
 
 @dataclass
@@ -235,6 +239,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config key '{where}': expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -273,7 +282,10 @@ def to_dict(obj: Any) -> Any:
 
 _CHOICES = {
     "data.name": ("lines", "fashion_mnist", "mnist", "svhn", "cifar10", "digits", "attributes", "domains"),
+    "data.bad_images": ("error", "skip"),
+    "data.base": ("auto", "fashion_mnist", "digits", "shapes"),
     "model.backbone": ("conv", "mlp", "split"),
+    "model.arch": ("acai", "press"),
     "model.activation": ("leaky_relu", "softplus", "relu"),
     "model.norm": ("none", "instance"),
     "model.out_activation": ("none", "tanh"),

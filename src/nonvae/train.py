@@ -196,7 +196,11 @@ class Trainer:
     def resume_or_init(self) -> None:
         latest = find_latest(self.ckpt_dir)
         if latest is not None:
+            configured = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
             state = load_checkpoint(latest, self.method.players(), self.optimizers)
+            for name, opt in self.optimizers.items():  # the config, not the checkpoint, sets the lr
+                for group, lr in zip(opt.param_groups, configured[name], strict=True):
+                    group["lr"] = lr
             self.step = int(state["step"])
             self.log.truncate_after(self.step)
             if self.dist.is_main:
