@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                          ("transfer", "nonvae.transfer_cli")):
         try:
             mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
+        except ModuleNotFoundError as exc:  # optional command not installed; real import bugs still raise
+            if exc.name != module:
+                raise
             continue
         mod.add_parser(sub)
     return p
