@@ -13,43 +13,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import train_and_evaluate  # noqa: E402
 
 # The CPU schedule, identical for both methods (the paper's 1e-4 needs ~2^24 samples).
 SHARED = ["train.lr=1e-3", "train.log_every=100", "train.checkpoint_every=1000", "train.sample_every=1000000"]
-ACAI_ONLY = ["regularizers.acai.warmup_steps=500"]
+ACAI_ONLY = ["regularizers.acai.warmup_steps=1000"]
 
 
 def run_one(name: str, budget: int, out: Path, extra: list[str], seed: int) -> dict:
-    from nonvae.config import load_config
-    from nonvae.data import build_data
-    from nonvae.evaluate.run import evaluate
+    from nonvae.data.lines import lines_test_pairs
     from nonvae.pipeline import interpolate
-    from nonvae.train import train
     from nonvae.viz import save_grid
 
     overrides = [*SHARED, f"train.steps={budget}", f"train.eval_every={budget + 1}", f"seed={seed}", *extra]
     if name == "acai":
         overrides += ACAI_ONLY
-    cfg = load_config(REPO / "configs" / "lines" / f"{name}.yaml", overrides)
-    run_dir = out / name
-    started = time.time()
-    trainer = train(cfg, run_dir)
-    seconds = time.time() - started
-    method = trainer.method.eval()
-    data = build_data(cfg.data, cfg.seed)
-    metrics = evaluate(method, data, cfg, trainer.device)
-    (run_dir / "eval.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    from nonvae.data.lines import lines_test_pairs
-
+    method, metrics = train_and_evaluate(f"configs/lines/{name}.yaml", out / name, overrides)
     xa, xb, _, _ = lines_test_pairs(8)
     save_grid(interpolate(method, xa, xb, 16).cpu(), out / f"interpolations_{name}.png")
-    return {**metrics, "train_seconds": seconds, "overrides": overrides}
+    return {**metrics, "overrides": overrides}
+
+
+def _fmt(value: float, scale: float = 1.0, spec: str = ".3f") -> str:
+    return "undefined" if value != value else format(value * scale, spec)
 
 
 def table(results: dict[str, dict]) -> str:
@@ -59,15 +51,12 @@ def table(results: dict[str, dict]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        rows.append(
-            f"| {name} | {r['lines/mean_distance'] * 1e3:.3f} | {r['lines/smoothness']:.3f} "
-            f"| {r['recon/mse']:.4f} | {r['train_seconds']:.0f} |"
-        )
-    rows.append(
-        f"| ACAI / baseline | {acai['lines/mean_distance'] / ae['lines/mean_distance']:.2f} "
-        f"| {acai['lines/smoothness'] / max(ae['lines/smoothness'], 1e-12):.2f} "
-        f"| {acai['recon/mse'] / ae['recon/mse']:.2f} | |"
-    )
+        rows.append(f"| {name} | {_fmt(r['lines/mean_distance'], 1e3)} | {_fmt(r['lines/smoothness'])} "
+                    f"| {r['recon/mse']:.4f} | {r['train_seconds']:.0f} |")
+    ratio = {k: acai[k] / ae[k] if ae[k] else float("nan")
+             for k in ("lines/mean_distance", "lines/smoothness", "recon/mse")}
+    rows.append(f"| ACAI / baseline | {_fmt(ratio['lines/mean_distance'], spec='.2f')} "
+                f"| {_fmt(ratio['lines/smoothness'], spec='.2f')} | {_fmt(ratio['recon/mse'], spec='.2f')} | |")
     return "\n".join(rows)
 
 
@@ -89,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               f"shared overrides {SHARED + args.set}, ACAI only {ACAI_ONLY}\n\n")
     (out / "lines.md").write_text(header + md + "\n")
     (out / "lines.json").write_text(json.dumps({"budget_steps": args.budget_steps, "results": results},
-                                               indent=1) + "\n")
+                                               indent=1, default=str).replace("NaN", "null") + "\n")
     print(header + md)
     ok = all(results["acai"][k] < results["ae"][k] for k in ("lines/mean_distance", "lines/smoothness"))
     print(f"\nACAI beats the baseline on both metrics: {'yes' if ok else 'no'}")

@@ -7,7 +7,6 @@ User errors (NonvaeError) print one line on stderr and exit with status 2;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -56,10 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from nonvae.config import apply_overrides, from_dict, to_dict
     from nonvae.config import Config as _Config
+    from nonvae.config import apply_overrides, from_dict, to_dict
     from nonvae.data import build_data
-    from nonvae.evaluate.run import evaluate
+    from nonvae.evaluate.run import evaluate, save_metrics
     from nonvae.pipeline import config_of, load
 
     run_dir = Path(args.run_dir)
@@ -71,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = build_data(cfg.data, cfg.seed)
     metrics = evaluate(method, data, cfg, device)
     out = run_dir / "eval.json"
-    out.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    save_metrics(metrics, out)
     print(format_table(metrics, title=f"{run_dir} ({cfg.method} on {cfg.data.name})"))
     print(f"wrote {out}")
     return 0
@@ -153,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
 
-    for name, module in (("preprocess", "nonvae.preprocess"), ("report", "nonvae.report"),
+    for _name, module in (("preprocess", "nonvae.preprocess"), ("report", "nonvae.report"),
                          ("transfer", "nonvae.transfer_cli")):
         try:
             mod = __import__(module, fromlist=["add_parser"])

@@ -72,8 +72,17 @@ def evaluate(method, data: DataBundle, cfg: Config, device: torch.device | str =
         from nonvae.evaluate.transfer import evaluate_domains
 
         metrics.update(evaluate_domains(method, data, cfg, device, quick=quick))
-    return {k: float(v) for k, v in metrics.items() if v is not None and not (
-        isinstance(v, float) and math.isnan(v))}
+    # NaN stays NaN (e.g. Smoothness of a model whose every path is constant); save_metrics writes null
+    return {k: float(v) for k, v in metrics.items() if v is not None}
+
+
+def save_metrics(metrics: dict[str, float], path) -> None:
+    """Write eval.json: one flat object; NaN (undefined) becomes null so the file stays valid JSON."""
+    import json
+    from pathlib import Path
+
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    Path(path).write_text(json.dumps(clean, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 @torch.no_grad()
@@ -94,4 +103,6 @@ def hausdorff_metrics(method, test: ImageSet, cfg: Config, device: torch.device)
             out.append(method.decode(z).clamp(-1, 1).flatten(1).float().cpu().numpy())
         return np.concatenate(out)
 
-    return hausdorff_both(real, sample, repeats=cfg.eval.hausdorff_repeats)
+    # fresh N(0, I) codes per repeat, compared with the same real images; the mean over repeats
+    runs = [hausdorff_both(real, sample(rep)) for rep in range(max(1, cfg.eval.hausdorff_repeats))]
+    return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
