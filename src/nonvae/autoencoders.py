@@ -22,7 +22,18 @@ import torch
 from torch import nn
 
 from nonvae.config import ModelConfig
-from nonvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, scales_for
+from nonvae.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    PressDecoder,
+    PressEncoder,
+    press_attribute_widths,
+    press_content_widths,
+    press_decoder_widths,
+    scales_for,
+)
 
 CodeFn = Callable[[torch.Tensor], torch.Tensor | None]
 
@@ -55,7 +66,9 @@ class Backbone(nn.Module):
 
     latent_shape: tuple[int, ...]
     image_shape: tuple[int, int, int]
-    transform: LatentTransform | None = None
+    # set in __init__ (not as a class attribute: nn.Module only finds registered submodules
+    # when normal attribute lookup fails, so a class-level None would shadow the transform)
+    transform: LatentTransform | None
 
     def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -95,6 +108,7 @@ class PlainAutoencoder(Backbone):
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
+        self.transform = None
         c, h, w = image_shape
         self.image_shape = image_shape
         if cfg.backbone == "conv":
@@ -130,15 +144,26 @@ class SplitAutoencoder(Backbone):
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
+        self.transform = None
         c, h, w = image_shape
         self.image_shape = image_shape
         scales = scales_for(h, cfg.latent_width)
         content = cfg.content_dim or cfg.latent_channels
         attribute = cfg.attribute_dim or max(1, cfg.latent_channels // 4)
         self.content_channels, self.attribute_channels = content, attribute
-        self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
-        self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
-        self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
+        self.content_encoder: nn.Module
+        self.attribute_encoder: nn.Module
+        self.decoder: nn.Module
+        if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
+            self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
+            self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),
+                                                  cfg.norm)
+            self.decoder = PressDecoder(c, content + attribute, press_decoder_widths(cfg.width, scales),
+                                        cfg.norm, cfg.out_activation)
+        else:  # ACAI convs (small CPU configurations)
+            self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
+            self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
+            self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
 
     def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):

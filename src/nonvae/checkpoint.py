@@ -62,14 +62,22 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
-        raise CheckpointError(f"{path}: looks like a pickle/torch.save file; only safetensors weights are loaded")
     try:
+        # Parse as safetensors first: the format's first byte is the low byte of the header length,
+        # which is 0x80 for a valid file with a 128-byte header, so sniffing pickle first would refuse it.
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        head = b""
+    if head[:1] == b"\x80" or head[:2] == b"PK":  # pickle protocol 2+, or torch.save's zip container
+        raise CheckpointError(
+            f"{path}: looks like a pickle/torch.save file; only safetensors weights are loaded (never pickle)"
+        ) from None
+    raise CheckpointError(f"{path}: not a readable safetensors file, torn or corrupt ({reason})") from None
 
 
 # -- optimizer state <-> (tensors, json) -------------------------------------------------------
@@ -111,21 +119,33 @@ def save_checkpoint(
     tmp = ckpt_dir / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    optim_json = {}
-    for name, module in players.items():
-        _save_tensors(module.state_dict(), tmp / f"{name}.safetensors", {"player": name})
-        if optimizers and name in optimizers:
-            tensors, plain = optimizer_to_flat(optimizers[name].state_dict())
-            _save_tensors(tensors, tmp / f"optim_{name}.safetensors")
-            optim_json[name] = plain
-    state = {"step": step, "players": sorted(players), "optimizers": optim_json, **(extra_state or {})}
-    _write_json(tmp / STATE_FILE, state)
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
+    try:
+        tmp.mkdir()
+        optim_json = {}
+        for name, module in players.items():
+            _save_tensors(module.state_dict(), tmp / f"{name}.safetensors", {"player": name})
+            if optimizers and name in optimizers:
+                tensors, plain = optimizer_to_flat(optimizers[name].state_dict())
+                _save_tensors(tensors, tmp / f"optim_{name}.safetensors")
+                optim_json[name] = plain
+        state = {"step": step, "players": sorted(players), "optimizers": optim_json, **(extra_state or {})}
+        _write_json(tmp / STATE_FILE, state)
+        _fsync_dir(tmp)
+    except BaseException as exc:  # disk full, I/O error, interrupt: drop the partial folder, keep `latest`
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, SafetensorError):  # safetensors reports its write errors (ENOSPC...) this way
+            raise OSError(" ".join(str(exc).split())) from None
+        raise
+    old = None
+    if final.exists():  # re-saving a step (e.g. on SIGTERM right after a scheduled save): move, never delete,
+        old = ckpt_dir / f".old-{final.name}-{os.getpid()}"  # so `latest` dangles only between two renames
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(ckpt_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     link_tmp = ckpt_dir / f".latest-{os.getpid()}"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
@@ -141,8 +161,13 @@ def _prune(ckpt_dir: Path, keep: int, protect: Path) -> None:
     for old in steps[:-keep] if keep > 0 else []:
         if old != protect:
             shutil.rmtree(old, ignore_errors=True)
-    for junk in ckpt_dir.glob(".tmp-*"):
+    for junk in ckpt_dir.glob(".tmp-*"):  # folders of saves that were killed half-way
         shutil.rmtree(junk, ignore_errors=True)
+    for junk in [*ckpt_dir.glob(".old-*"), *ckpt_dir.glob(".latest-*")]:
+        if junk.is_symlink() or junk.is_file():
+            junk.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(junk, ignore_errors=True)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -163,10 +188,21 @@ def find_latest(ckpt_dir: str | Path) -> Path | None:
 
 
 def read_state(path: Path) -> dict:
+    """state.json of a checkpoint folder, checked enough that resuming cannot crash on it."""
     try:
-        return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path / STATE_FILE}: unreadable checkpoint state ({exc})") from None
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or bad UTF-8
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path / STATE_FILE}: unreadable checkpoint state ({reason})") from None
+    step = state.get("step") if isinstance(state, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path / STATE_FILE}: not a nonvae checkpoint state (no valid 'step')")
+    players = state.get("players", [])
+    bad_players = not isinstance(players, list) or not all(isinstance(p, str) for p in players)
+    bad_ints = any(not isinstance(state.get(k, 1), int) for k in ("seed", "world_size", "batch_size"))
+    if bad_players or bad_ints or not isinstance(state.get("optimizers", {}), dict):
+        raise CheckpointError(f"{path / STATE_FILE}: not a nonvae checkpoint state (malformed fields)")
+    return state
 
 
 def load_weights(module: torch.nn.Module, path: str | Path, name: str = "") -> None:
@@ -188,7 +224,36 @@ def load_weights(module: torch.nn.Module, path: str | Path, name: str = "") -> N
                 f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)} "
                 "(different architecture settings?)"
             )
-    module.load_state_dict(tensors)
+        if value.dtype != own[key].dtype and not (value.is_floating_point() and own[key].is_floating_point()):
+            raise CheckpointError(f"{path}: '{key}' is {value.dtype}, the model expects {own[key].dtype}")
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit {name or 'the model'} ({exc})") from None
+
+
+def _check_param_groups(plain: Any, opt: torch.optim.Optimizer) -> None:
+    """The saved param groups hold the same settings, with the same types, as the optimizer's own.
+
+    torch accepts any values here and fails (or silently misbehaves) only at the next step.
+    """
+    own = opt.state_dict()["param_groups"]
+    groups = plain.get("param_groups") if isinstance(plain, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(own) or not isinstance(plain.get("state"), dict):
+        raise ValueError("malformed optimizer state")
+    for group, ref in zip(groups, own, strict=True):
+        if not isinstance(group, dict) or set(group) != set(ref):
+            raise ValueError(f"param group keys {sorted(group) if isinstance(group, dict) else group!r}")
+        for key, value in ref.items():
+            want = type(value)
+            if want is tuple:
+                want = list
+            got = type(group[key])
+            if got is not want and not (want is float and got is int):
+                raise ValueError(f"param group '{key}' is {group[key]!r}")
+            ids = group[key]
+            if key == "params" and (len(ids) != len(value) or not all(type(i) is int for i in ids)):
+                raise ValueError("param group 'params' does not match the model's parameters")
 
 
 def load_checkpoint(
@@ -199,6 +264,13 @@ def load_checkpoint(
     """Restore players (and optimizers) from a checkpoint folder; return its state.json."""
     path = Path(path)
     state = read_state(path)
+    saved = state.get("players")
+    missing = sorted(set(players) - set(saved)) if saved is not None else []
+    if missing:
+        raise CheckpointError(
+            f"{path}: has no weights for {missing} (it holds {sorted(saved)}); "
+            "was it trained with another method or config?"
+        )
     for name, module in players.items():
         load_weights(module, path / f"{name}.safetensors", name)
     if optimizers:
@@ -208,7 +280,9 @@ def load_checkpoint(
                 raise CheckpointError(f"{path}: no optimizer state for '{name}'")
             tensors = load_tensors(path / f"optim_{name}.safetensors")
             try:
+                _check_param_groups(plain, opt)
                 opt.load_state_dict(optimizer_from_flat(tensors, plain))
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise CheckpointError(f"{path}: optimizer state for '{name}' does not fit ({exc})") from None
+            except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
+                why = " ".join(str(exc).split()) or type(exc).__name__
+                raise CheckpointError(f"{path}: optimizer state for '{name}' does not fit ({why})") from None
     return state

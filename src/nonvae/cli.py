@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonvaeError as exc:
         if args.debug:
             raise
-        print(f"nonvae: error: {exc}", file=sys.stderr)
+        print("nonvae: error: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt as exc:
         msg = str(exc) or "interrupted"

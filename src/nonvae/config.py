@@ -8,6 +8,8 @@ typo never silently falls back to a default. ``--set a.b=c`` overrides any key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,11 +84,15 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     channels_last: bool = False
     compile: bool = False
+    fused_adam: bool = True  # fused Adam kernel where torch has one (CPU and CUDA): same maths, faster
     threads: int | None = None
     nonfinite: str = "stop"  # stop | skip: what to do on a NaN/inf loss
     detect_anomaly: bool = False
     progress: bool = True
     tensorboard: bool = True
+    # torch.distributed collective timeout: a rank that dies makes the others fail after this many
+    # seconds instead of hanging forever (passed to init_process_group)
+    dist_timeout_s: float = 600.0
 
 
 @dataclass
@@ -138,7 +144,8 @@ class LtaeConfig:
     """LTAE: pull the transformed code z' towards norm(z)."""
 
     weight: float = 1.0
-    detach_target: bool = False  # true: norm(z) is a constant target (the reference code lets it carry gradient)
+    detach_target: bool = False  # true: norm(z) is a constant target (the reference lets it carry gradient)
+    scope: str = "sample"  # sample: statistics per example | batch: over the whole batch (reference min-max)
 
 
 @dataclass
@@ -237,14 +244,22 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"config key '{where}': expected an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{where}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config key '{where}': expected a number, got {value!r}")
+        if not math.isfinite(number):  # no setting means anything at nan/inf; torch would fail later
+            raise ConfigError(f"config key '{where}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -262,7 +277,7 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise ConfigError(f"unknown config key '{path}'" + did_you_mean(str(key), names))
+            raise ConfigError(f"unknown config key {path!r}" + did_you_mean(str(key), names))  # repr: 1 line
         kwargs[names[key]] = _convert(hints[names[key]], value, path)
     obj = cls(**kwargs)
     _validate(obj, where)
@@ -310,6 +325,35 @@ _POSITIVE = {
     "train.keep_checkpoints",
     "eval.batch_size",
     "eval.lines_pairs",
+    # further bounds: each of these would otherwise fail deep inside torch with a traceback
+    "data.train_limit",
+    "data.test_limit",
+    "data.crop",
+    "model.hidden",
+    "train.grad_clip",
+    "train.threads",
+    "train.dist_timeout_s",
+    "eval.probe_train_limit",
+    "eval.hausdorff_samples",
+    "eval.hausdorff_repeats",
+    "regularizers.acai.lr",
+    "regularizers.acai.width",
+    "regularizers.domain.lr",
+    "regularizers.domain.hidden",
+    "regularizers.domain.grad_clip",
+}
+_NON_NEGATIVE = {
+    "seed",
+    "data.num_workers",
+    "model.content_dim",
+    "model.attribute_dim",
+    "model.transform_noise",
+    "train.weight_decay",
+    "regularizers.acai.weight",
+    "regularizers.acai.warmup_steps",
+    "regularizers.domain.weight",
+    "regularizers.augment.weight",
+    "regularizers.ltae.weight",
 }
 
 
@@ -322,12 +366,21 @@ def _validate(obj: Any, where: str) -> None:
                 f"config key '{path}': {value!r} is not one of {', '.join(_CHOICES[path])}"
                 + did_you_mean(str(value), _CHOICES[path]).split(" (valid")[0]
             )
-        if path in _POSITIVE and value is not None and value <= 0:
+        items = value if isinstance(value, list) else [value]
+        if path in _POSITIVE and any(v is not None and v <= 0 for v in items):
             raise ConfigError(f"config key '{path}': must be > 0, got {value!r}")
+        if path in _NON_NEGATIVE and any(v is not None and v < 0 for v in items):
+            raise ConfigError(f"config key '{path}': must be >= 0, got {value!r}")
+    if where == "" and obj.seed >= 2**63:
+        raise ConfigError(f"config key 'seed': must be < 2**63, got {obj.seed}")
+    if where == "regularizers.acai" and not 0 <= obj.gamma <= 1:
+        raise ConfigError(f"config key 'regularizers.acai.gamma': must be in [0, 1], got {obj.gamma!r}")
     if where == "eval" and obj.lines_steps < 2:
         raise ConfigError("config key 'eval.lines_steps': must be >= 2")
     if where == "train" and len(obj.betas) != 2:
         raise ConfigError(f"config key 'train.betas': expected two numbers, got {obj.betas!r}")
+    if where == "train" and not all(0 <= b < 1 for b in obj.betas):
+        raise ConfigError(f"config key 'train.betas': each must be in [0, 1), got {obj.betas!r}")
 
 
 # --------------------------------------------------------------------------- overrides and files
@@ -341,7 +394,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     return key.split("."), value
 
@@ -376,6 +429,10 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}:{line}: invalid YAML: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+    except RecursionError:  # PyYAML composes recursively: absurdly deep nesting
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -396,4 +453,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    """Write the resolved config atomically (temp file + rename): a kill never leaves it half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

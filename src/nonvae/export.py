@@ -40,6 +40,8 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         "",
     ]
     if metrics:
-        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.6g} |" for k, v in sorted(metrics.items())]
+        lines += ["| metric | value |", "|---|---|"] + [
+            f"| {k} | {v:.6g} |" if isinstance(v, int | float) else f"| {k} | – |" for k, v in sorted(metrics.items())
+        ]
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out

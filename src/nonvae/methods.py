@@ -72,6 +72,9 @@ class Method(nn.Module):
         self.autoencoder = build_backbone(cfg.model, self.image_shape)
         self.regularizers = nn.ModuleDict(build_regularizers(cfg, self.autoencoder, self.image_shape))
         self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        # any_rank(flag) -> flag on any rank; the trainer makes it collective under DDP so that
+        # every rank skips or stops on the same step (a lone rank skipping would desync the reducer)
+        self.any_rank: Callable[[bool], bool] = lambda flag: flag
         names = [AUTOENCODER]
         for reg in self.regularizers.values():
             names += list(reg.players())
@@ -103,8 +106,8 @@ class Method(nn.Module):
         opts = {}
         for name, module in self.players().items():
             lr = settings.get(name, {}).get("lr") or t.lr
-            opts[name] = torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(t.betas),
-                                          weight_decay=t.weight_decay)
+            opts[name] = make_adam(module, lr=lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
+                                   fused=t.fused_adam)
         return opts
 
     # -- one step ---------------------------------------------------------------------------
@@ -193,9 +196,15 @@ class Method(nn.Module):
         return logs
 
     def _check(self, losses: dict[str, torch.Tensor], step: int) -> None:
-        for name, value in losses.items():
-            if not torch.isfinite(value.detach()).all():
-                raise NonFiniteError(f"loss '{name}'", step, float(value.detach()))
+        if not losses:
+            return
+        # one device sync for all terms, and one collective decision across ranks
+        finite = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()]).tolist()
+        bad = [name for name, ok in zip(losses, finite, strict=True) if not ok]
+        if self.any_rank(bool(bad)):
+            if not bad:
+                raise NonFiniteError("loss on another rank", step, float("nan"))
+            raise NonFiniteError(f"loss '{bad[0]}'", step, float(losses[bad[0]].detach()))
 
     def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int) -> None:
         opt = optimizers[name]
@@ -218,6 +227,21 @@ class Method(nn.Module):
             if name in reg.players():
                 return getattr(reg.cfg, "grad_clip", None) or self.cfg.train.grad_clip
         return self.cfg.train.grad_clip
+
+
+def make_adam(module: nn.Module, fused: bool = True, **kwargs) -> torch.optim.Adam:
+    """Adam, with torch's fused kernel when asked for and available (CPU since torch 2.4, CUDA).
+
+    Same update rule; on the 2-core CPU an Adam step over ACAI's 1.6M parameters took 72 ms with
+    torch's CPU default (a per-tensor loop), 29 ms with foreach and 5 ms fused.
+    """
+    params = list(module.parameters())
+    if fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.Adam(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # older torch: no fused kernel for this device
+            pass
+    return torch.optim.Adam(params, **kwargs)
 
 
 def build_method(cfg: Config, image_shape: tuple[int, int, int]) -> Method:

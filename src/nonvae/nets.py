@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from nonvae.errors import ConfigError
+
 LEAK = 0.2
 
 
@@ -33,11 +35,13 @@ def reference_init(module: nn.Module) -> None:
 def scales_for(image_size: int, latent_width: int) -> int:
     """Number of 2x down/up-sampling levels between the image and the latent grid."""
     if latent_width <= 0 or image_size % latent_width:
-        raise ValueError(f"latent width {latent_width} must divide image size {image_size}")
+        raise ConfigError(f"model.latent_width={latent_width} must divide data.image_size={image_size}")
     ratio = image_size // latent_width
     scales = int(round(math.log2(ratio)))
     if 2**scales != ratio:
-        raise ValueError(f"image size / latent width must be a power of 2, got {image_size}/{latent_width}")
+        raise ConfigError(
+            f"data.image_size / model.latent_width must be a power of 2, got {image_size}/{latent_width}"
+        )
     return scales
 
 
@@ -148,3 +152,74 @@ class Discriminator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.flatten(1)).squeeze(1)
+
+
+# --------------------------------------------------------------------------- Press et al. (2019) convs
+# Content disentanglement's official architecture (oripress/ContentDisentanglement): every level is a
+# 4x4 stride-2 conv (transposed in the decoder) + optional instance norm + leaky ReLU 0.2 (ReLU in the
+# decoder). At 128 px with a 2x2 latent there are six levels: E1 32, 64, 128, 256, 487, 487; E2 32, 64,
+# 128, 128, 128, 25; decoder 512, 256, 128, 64, 32, then the image channels and tanh. The widths below
+# reproduce those numbers for width = 32 and derive the same pattern for other sizes.
+
+
+def press_content_widths(width: int, levels: int, content: int) -> list[int]:
+    """E1: width * 2^i capped at 8 width, with the last two levels at the content width."""
+    if levels < 2:
+        raise ConfigError(
+            f"model.arch=press needs at least 2 levels (image_size / latent_width >= 4), got {levels}"
+        )
+    return [min(width << i, width * 8) for i in range(levels - 2)] + [content, content]
+
+
+def press_attribute_widths(width: int, levels: int, attribute: int) -> list[int]:
+    """E2: width * 2^i capped at 4 width, with the last level at the attribute width."""
+    if levels < 1:
+        raise ConfigError(
+            f"model.arch=press needs at least 1 level (data.image_size > model.latent_width), got {levels}"
+        )
+    return [min(width << i, width * 4) for i in range(levels - 1)] + [attribute]
+
+
+def press_decoder_widths(width: int, levels: int) -> list[int]:
+    """Decoder: width * 2^(levels - 2 - j) for the first levels - 1 transposed convs."""
+    return [width << (levels - 2 - j) for j in range(levels - 1)]
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels) if kind == "instance" else nn.Identity()
+
+
+class PressEncoder(nn.Module):
+    """x -> code: one 4x4 stride-2 conv + norm + leaky ReLU per level (also after the last level)."""
+
+    def __init__(self, channels: int, widths: list[int], norm: str = "instance") -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = channels
+        for cout in widths:
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), _norm(norm, cout), _act()]
+            cin = cout
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PressDecoder(nn.Module):
+    """code -> x: 4x4 stride-2 transposed convs + norm + ReLU, a last one to the image channels."""
+
+    def __init__(self, channels: int, latent: int, widths: list[int], norm: str = "instance",
+                 out_activation: str = "tanh") -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = latent
+        for cout in widths:
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1), _norm(norm, cout), nn.ReLU()]
+            cin = cout
+        layers.append(nn.ConvTranspose2d(cin, channels, 4, 2, 1))
+        if out_activation == "tanh":
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)

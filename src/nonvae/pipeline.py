@@ -35,6 +35,8 @@ def checkpoint_dir_of(path: str | Path) -> Path:
 
 def config_of(path: str | Path) -> Config:
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or model folder")
     for candidate in (path / "config.yaml", path.parent.parent / "config.yaml"):
         if candidate.is_file():
             return load_config(candidate)

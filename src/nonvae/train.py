@@ -10,12 +10,14 @@ resumed run reproduces an uninterrupted one exactly on CPU.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 import os
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ import torch
 from nonvae.checkpoint import find_latest, load_checkpoint, read_state, save_checkpoint
 from nonvae.config import Config, dump_config, read_yaml, to_dict
 from nonvae.data import DataBundle, build_data
-from nonvae.errors import NonvaeError, TrainingError
+from nonvae.errors import ConfigError, NonvaeError, TrainingError
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
 
 
@@ -33,27 +35,59 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 # --------------------------------------------------------------------------- environment
 class Dist:
-    """Rank/world info from torchrun's environment variables."""
+    """Rank/world info from torchrun's environment variables, and the few collectives the loop needs.
+
+    Every decision that changes control flow (stop on a signal, skip a non-finite step, a failed
+    checkpoint write, the step to resume from) is agreed across ranks: a rank that branches alone
+    leaves the others waiting in, or worse pairing up the wrong, gradient all-reduces.
+    """
 
     def __init__(self) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1
+        self.comm_device = torch.device("cpu")  # where collective tensors live (nccl needs CUDA ones)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def init(self, device: torch.device, timeout_s: float = 600.0) -> None:
-        if not self.enabled or torch.distributed.is_initialized():
+        """Join the process group. ``timeout_s`` (``train.dist_timeout_s``) bounds every collective:
+        when a rank dies, the others fail with a timeout error after that long instead of hanging forever.
+        """
+        if not self.enabled:
+            return
+        self.comm_device = device if device.type == "cuda" else torch.device("cpu")
+        if torch.distributed.is_initialized():
             return
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
 
+    @property
+    def active(self) -> bool:
+        return self.enabled and torch.distributed.is_initialized()
+
     def barrier(self) -> None:
-        if self.enabled and torch.distributed.is_initialized():
+        if self.active:
             torch.distributed.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """``flag`` OR-ed over all ranks (itself when not distributed); also a barrier."""
+        if not self.active:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.int64, device=self.comm_device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+    def spread(self, value: int) -> tuple[int, int]:
+        """(min, max) of an integer over all ranks."""
+        if not self.active:
+            return value, value
+        t = torch.tensor([-value, value], dtype=torch.int64, device=self.comm_device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return -int(t[0]), int(t[1])
 
 
 def pick_device(name: str, dist: Dist) -> torch.device:
@@ -64,13 +98,60 @@ def pick_device(name: str, dist: Dist) -> torch.device:
             raise TrainingError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
         if dist.enabled and name == "cuda":
             name = f"cuda:{dist.local_rank}"
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"config key 'train.device': {name!r} is not a device (auto, cpu, cuda:N)") \
+            from None
 
 
 def autocast_for(cfg: Config, device: torch.device):
     if cfg.train.precision == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+class Batches:
+    """Training batches on the trainer's device.
+
+    On CUDA the next step's batch is drawn and pinned in a background thread while the GPU
+    works, so the host-to-device copy is asynchronous and the data pipeline overlaps the step. A
+    batch depends only on (step, rank, world) and every source draws from its own seeded
+    generators (never torch's global RNG), so drawing ahead changes nothing but the wait. On CPU
+    it draws synchronously: a second thread would only compete with the step for the cores.
+    """
+
+    def __init__(self, source, batch_size: int, rank: int, world: int, device: torch.device,
+                 channels_last: bool, total_steps: int, ahead: bool | None = None) -> None:
+        self.source, self.batch_size, self.rank, self.world = source, batch_size, rank, world
+        self.device, self.channels_last, self.total_steps = device, channels_last, total_steps
+        self.pin = device.type == "cuda"
+        ahead = self.pin if ahead is None else ahead
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nonvae-batches") if ahead else None
+        self._next: tuple[int, Future] | None = None
+
+    def _draw(self, step: int) -> dict[str, torch.Tensor]:
+        batch = self.source.batch(step, self.batch_size, self.rank, self.world)
+        if self.pin:
+            batch = {k: v.pin_memory() if v.device.type == "cpu" else v for k, v in batch.items()}
+        return batch
+
+    def get(self, step: int) -> dict[str, torch.Tensor]:
+        if self._next is not None and self._next[0] == step:
+            batch = self._next[1].result()
+        else:
+            batch = self._draw(step)
+        self._next = None
+        if self._pool is not None and step + 1 < self.total_steps:
+            self._next = (step + 1, self._pool.submit(self._draw, step + 1))
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.channels_last and out["x"].ndim == 4:
+            out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -146,9 +227,10 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for fp32 matmuls and convs (Ampere+)
             torch.backends.cudnn.allow_tf32 = True
-        self.dist.init(self.device)
+            torch.backends.cudnn.benchmark = True  # the same shapes every step: pick the fastest conv kernels
+        self.dist.init(self.device, cfg.train.dist_timeout_s)
         if self.dist.is_main:
             check_writable(self.run_dir)
         torch.manual_seed(cfg.seed)
@@ -157,6 +239,7 @@ class Trainer:
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.method.autocast = autocast_for(cfg, self.device)
+        self.method.any_rank = self.dist.any
         self.optimizers = self.method.build_optimizers()
         self.callers = self._wrap_players()
         self.step = 0
@@ -165,13 +248,17 @@ class Trainer:
 
     # -- players and DDP --------------------------------------------------------------------
     def _wrap_players(self) -> dict[str, torch.nn.Module]:
+        """Each player in its own DDP: the autoencoder and every adversary sync separately."""
         players = self.method.players()
+        unused = self.unused_parameters() if self.dist.enabled else {}
         wrapped: dict[str, torch.nn.Module] = {}
         for name, module in players.items():
             m = module
             if self.dist.enabled:
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                m = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+                find_unused = self.dist.any(bool(unused.get(name)))
+                m = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids,
+                                                              find_unused_parameters=find_unused)
             if self.cfg.train.compile:
                 m = torch.compile(m)
             wrapped[name] = m
@@ -180,31 +267,104 @@ class Trainer:
     def call(self, name: str, *args, **kwargs):
         return self.callers[name](*args, **kwargs)
 
+    def unused_parameters(self) -> dict[str, list[str]]:
+        """Per player, the parameters one local training step leaves without a gradient.
+
+        DDP's reducer waits for a gradient of every parameter unless built with
+        ``find_unused_parameters`` (a graph walk per forward), so only players that need it get
+        it. One step on a throwaway copy of the method finds them without a config switch; the
+        global RNG is restored afterwards.
+        """
+        probe = copy.deepcopy(self.method)
+        probe.any_rank = lambda flag: flag
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            torch.manual_seed(step_seed(self.cfg.seed, 0, self.dist.rank))
+            batches = Batches(self.data.train, self.cfg.train.batch_size, self.dist.rank, self.dist.world,
+                              self.device, self.cfg.train.channels_last, 1, ahead=False)
+            probe.train_step(batches.get(0), 0, probe.build_optimizers())
+        except NonFiniteError:
+            pass  # the gradients computed so far still tell which parameters are used
+        finally:
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        return {name: [k for k, p in module.named_parameters() if p.requires_grad and p.grad is None]
+                for name, module in probe.players().items()}
+
     # -- checkpoints ------------------------------------------------------------------------
     @property
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
     def save(self) -> Path | None:
-        if not self.dist.is_main:
-            return None
-        return save_checkpoint(
-            self.ckpt_dir, self.step, self.method.players(), self.optimizers,
-            {"seed": self.cfg.seed, "world_size": self.dist.world}, keep=self.cfg.train.keep_checkpoints,
-        )
+        """Checkpoint this step; a write failure (disk full...) leaves ``latest`` on the previous one.
+
+        Rank 0 writes; every rank calls this at the same step and returns only once the files are
+        complete (or every rank raises, when rank 0 could not write them).
+        """
+        path, error = None, None
+        if self.dist.is_main:
+            try:
+                path = save_checkpoint(
+                    self.ckpt_dir, self.step, self.method.players(), self.optimizers,
+                    {"seed": self.cfg.seed, "world_size": self.dist.world,
+                     "batch_size": self.cfg.train.batch_size},
+                    keep=self.cfg.train.keep_checkpoints,
+                )
+            except OSError as exc:
+                error = exc
+        if self.dist.any(error is not None):
+            reason = (error.strerror or str(error)) if error is not None else "rank 0 could not write it"
+            raise TrainingError(
+                f"could not write the checkpoint of step {self.step} in {self.ckpt_dir}: "
+                f"{reason}; {self._last_good()}. Free space and run the same command to resume"
+            ) from None
+        return path
+
+    def _last_good(self) -> str:
+        latest = find_latest(self.ckpt_dir)
+        return f"the last good checkpoint is {latest}" if latest else "no checkpoint was written"
 
     def resume_or_init(self) -> None:
         latest = find_latest(self.ckpt_dir)
         if latest is not None:
-            configured = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
+            keys = ("lr", "fused", "foreach")
+            configured = {n: [{k: g.get(k) for k in keys} for g in o.param_groups]
+                          for n, o in self.optimizers.items()}
+            saved = read_state(latest).get("optimizers", {})
+            for name, opt in self.optimizers.items():  # load with the saved kernel flags, then switch
+                for group, old in zip(opt.param_groups, (saved.get(name) or {}).get("param_groups") or [],
+                                      strict=False):
+                    group.update({k: old[k] for k in keys[1:] if k in old and k in group})
             state = load_checkpoint(latest, self.method.players(), self.optimizers)
-            for name, opt in self.optimizers.items():  # the config, not the checkpoint, sets the lr
-                for group, lr in zip(opt.param_groups, configured[name], strict=True):
-                    group["lr"] = lr
+            for name, opt in self.optimizers.items():  # the config, not the checkpoint, sets lr and kernel
+                for group, conf in zip(opt.param_groups, configured[name], strict=True):
+                    group.update(conf)
+                    for p in group["params"]:
+                        st = opt.state.get(p, {})
+                        for key, value in st.items():
+                            if not isinstance(value, torch.Tensor):
+                                continue
+                            if key == "step":  # fused Adam keeps its step counter beside the parameter
+                                st[key] = (value.to(p.device, torch.float32) if conf["fused"]
+                                           else value.to("cpu"))
+                            elif value.shape == p.shape and value.stride() != p.stride():
+                                # checkpoints store NCHW; fused Adam walks memory linearly, so moments must
+                                # share the parameter's layout (channels_last) or updates silently go wrong
+                                st[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
             self.step = int(state["step"])
             self.log.truncate_after(self.step)
             if self.dist.is_main:
                 print(f"resuming from {latest} (step {self.step})", file=sys.stderr)
+                old_world = int(state.get("world_size", 1))
+                old_batch = int(state.get("batch_size", self.cfg.train.batch_size))
+                old, new = old_world * old_batch, self.dist.world * self.cfg.train.batch_size
+                if old != new:
+                    print(f"note: the global batch changes from {old} ({old_world} x {old_batch}) to {new} "
+                          f"({self.dist.world} x {self.cfg.train.batch_size}) at step {self.step}; "
+                          f"train.batch_size={old // self.dist.world} keeps it", file=sys.stderr)
         elif self.cfg.init.from_:
             from nonvae.pipeline import checkpoint_dir_of
 
@@ -220,7 +380,11 @@ class Trainer:
             return
         path = self.run_dir / "config.yaml"
         if path.exists():
-            old = read_yaml(path)
+            try:
+                old = read_yaml(path)
+            except ConfigError as exc:  # e.g. written by an older version: the new config replaces it
+                print(f"note: replacing unreadable {path} ({exc})", file=sys.stderr)
+                old = {}
             new = to_dict(self.cfg)
             changed = sorted(_diff_keys(old, new))
             if changed:
@@ -234,8 +398,16 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
+        self.resume_or_init()  # first: a checkpoint that does not fit must not overwrite config.yaml
+        low, high = self.dist.spread(self.step)
+        if low != high:
+            raise TrainingError(
+                f"ranks resumed from different steps ({low} .. {high}): the run directory {self.run_dir} "
+                "must be one folder that every node sees (shared storage)"
+            )
         self.write_config()
-        self.resume_or_init()
+        batches = Batches(self.data.train, t.batch_size, self.dist.rank, self.dist.world, self.device,
+                          t.channels_last, t.steps)
         old_handlers = {}
         if self.dist.is_main or True:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,14 +428,12 @@ class Trainer:
         try:
             with anomaly:
                 while self.step < t.steps:
-                    if self._stop_signal is not None:
+                    if self.dist.any(self._stop_signal is not None):  # every rank stops at the same step
                         self._interrupted()
                     step = self.step
                     torch.manual_seed(step_seed(cfg.seed, step, self.dist.rank))
-                    batch = self.data.train.batch(step, t.batch_size, self.dist.rank, self.dist.world)
-                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                    if t.channels_last and batch["x"].ndim == 4:
-                        batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+                    batch = batches.get(step)
+                    images = len(batch["x"]) * self.dist.world  # two-domain batches hold 2 x batch_size
                     try:
                         logs = self.method.train_step(batch, step, self.optimizers, self.call)
                     except NonFiniteError as exc:
@@ -271,10 +441,9 @@ class Trainer:
                             self.log.write(step, {"skipped": 1.0, "reason": str(exc)}, kind="nonfinite")
                             self.step += 1
                             continue
-                        latest = find_latest(self.ckpt_dir)
-                        where = f"; the last good checkpoint is {latest}" if latest else "; no checkpoint was written"
                         raise TrainingError(
-                            f"{exc}{where}. Lower train.lr, set train.grad_clip, or train.nonfinite=skip"
+                            f"{exc}; {self._last_good()}. "
+                            "Lower train.lr, set train.grad_clip, or train.nonfinite=skip"
                         ) from None
                     self.step += 1
                     last_logs = logs
@@ -285,24 +454,34 @@ class Trainer:
                         elapsed = time.time() - started
                         rate = (self.step - started_step) / max(elapsed, 1e-9)
                         self.log.write(self.step, {**logs, "steps_per_s": rate,
-                                                   "images_per_s": rate * t.batch_size * self.dist.world})
+                                                   "images_per_s": rate * images})
                     if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                         self.save()
                     if self.step % t.sample_every == 0 or self.step == t.steps:
                         self.samples()
                     if self.step % t.eval_every == 0 and self.step < t.steps:
                         self.periodic_eval()
+        except OSError as exc:  # disk full / I/O error writing metrics or samples: one clear line
+            raise TrainingError(
+                f"{exc.filename or self.run_dir}: {exc.strerror or exc}; {self._last_good()}. "
+                "Free space and run the same command to resume"
+            ) from None
         finally:
+            batches.close()
             if bar is not None:
                 bar.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             self.log.close()
+        self.write_report()
         self.dist.barrier()
         return last_logs
 
     def _interrupted(self) -> None:
-        self.save()
+        latest = find_latest(self.ckpt_dir) if self.dist.is_main else None
+        unsaved = self.dist.is_main and (latest is None or read_state(latest).get("step") != self.step)
+        if self.dist.any(unsaved):  # not saved by the schedule already; rank 0 decides for all
+            self.save()
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
         raise KeyboardInterrupt(
             f"{name}: saved step {self.step} to {self.ckpt_dir / 'latest'}; run the same command again to resume"
@@ -335,6 +514,22 @@ class Trainer:
             self.log.write(self.step, metrics, kind="eval")
         finally:
             self.method.train()
+        self.write_report()
+
+    def write_report(self) -> None:
+        """Refresh RUN_DIR/report.html (rank 0); a failing report only warns, it never stops training.
+
+        NONVAE_REPORT=0 in the environment switches it off (e.g. for many tiny test runs).
+        """
+        if not self.dist.is_main or os.environ.get("NONVAE_REPORT", "1") == "0":
+            return
+        out = self.run_dir / "report.html"
+        try:
+            from nonvae.report import write_report
+
+            write_report([self.run_dir], out, device=self.device, preloaded={self.run_dir: (self.method, self.data)})
+        except Exception as exc:  # noqa: BLE001 - a report is never worth a failed run
+            print(f"warning: could not write {out}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _diff_keys(old, new, prefix: str = "") -> set[str]:

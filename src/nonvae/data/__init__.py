@@ -96,8 +96,8 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
                 "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); "
                 "pass --set data.root=DIR"
             )
-        train = loader(split="train", **kwargs)
-        test = loader(split="test", **kwargs)
+        train = loader(split="train", image_size=cfg.image_size, **kwargs)  # zero-padded to image_size
+        test = loader(split="test", image_size=cfg.image_size, **kwargs)
     elif name == "cifar10":
         from nonvae.data.cifar import load_cifar10
 

@@ -1,0 +1,493 @@
+"""Training throughput of every method config, and what each speed setting buys.
+
+For each config at 32 px (lines / Fashion-MNIST size) and 128 px (CelebA size) it times full
+training steps of the real trainer path (``Trainer`` + ``Method.train_step``: autocast, channels_last,
+fused Adam, torch.compile as configured) on a synthetic in-memory batch, and reports:
+
+- images/s, and its ratio to plain eager fp32 (unfused Adam, NCHW, no autocast, default threads);
+- model GFLOP per image (``torch.utils.flop_counter.FlopCounterMode`` over one whole step, both
+  players, forward and backward) and the achieved FLOP/s as a share of this machine's 2048x2048
+  matmul rate in the dtype in use, measured in the same run;
+- peak memory: ``ru_maxrss`` of a fresh subprocess per variant (peak, and the increase over the
+  built model before the first step) on CPU; ``torch.cuda.max_memory_allocated`` on GPU.
+
+Separately: the data pipeline alone (``LinesStream.batch``, ``ArrayStream.batch`` over Fashion-MNIST
+and over a synthetic uint8 128 px set, the two-domain sampler), and optionally (``--quality-steps``)
+a side-by-side lines run at the same budget in fp32 and bf16, scored like ``nonvae eval``.
+
+    python benchmarks/throughput.py --out results/throughput.json            # full (~15-25 min, 2 cores)
+    python benchmarks/throughput.py --quick --out results/throughput_quick.json
+    python benchmarks/throughput.py --quality-steps 1000 --configs none      # bf16 quality check only
+
+Timings are the best of several windows (robust to other processes on a shared machine); the
+load average before and after is recorded in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [
+    "lines/ae", "lines/acai", "fashion_mnist/ae", "fashion_mnist/ltae_s", "fashion_mnist/ae_augment",
+    "attributes/disentangle", "celeba/disentangle",
+]
+QUICK_CONFIGS = ["lines/ae", "lines/acai", "fashion_mnist/ae", "celeba/disentangle"]
+PLAIN = {"train.fused_adam": False, "train.precision": "fp32", "train.channels_last": False,
+         "train.compile": False}
+# name -> (config overrides on top of PLAIN, extra environment)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "eager fp32": ({}, {}),
+    "channels_last": ({"train.channels_last": True}, {}),
+    "bf16": ({"train.precision": "bf16"}, {}),
+    "bf16 + channels_last": ({"train.precision": "bf16", "train.channels_last": True}, {}),
+    "fused Adam": ({"train.fused_adam": True}, {}),
+    "fused + bf16 + channels_last": ({"train.fused_adam": True, "train.precision": "bf16",
+                                      "train.channels_last": True}, {}),
+    "threads=1": ({"train.threads": 1}, {}),
+    "OMP_WAIT_POLICY=PASSIVE": ({}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "torch.compile": ({"train.compile": True}, {}),
+}
+QUICK_VARIANTS = ["eager fp32", "channels_last", "bf16 + channels_last", "fused Adam",
+                  "fused + bf16 + channels_last", "threads=1"]
+FULL_128 = ["eager fp32", "channels_last", "bf16", "bf16 + channels_last", "fused Adam",
+            "fused + bf16 + channels_last"]
+COMPILE_CONFIGS = ["lines/acai"]  # torch.compile costs minutes per model on 2 cores: one config, 32 px
+
+
+# --------------------------------------------------------------------------- helpers (child side)
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(dtype_name: str, device_name: str, seconds: float = 1.0, n: int = 2048) -> float:
+    """FLOP/s of an n x n matmul loop in ``dtype`` (best of 3 windows)."""
+    import torch
+
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # what the trainer uses for fp32
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    best = 0.0
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while True:
+            a @ b
+            count += 1
+            if count % 4 == 0:
+                _sync(device)
+                if time.perf_counter() - start > seconds / 3:
+                    break
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    return best
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class FixedBatch:
+    """The same synthetic batch every step: the model's speed, not the data pipeline's."""
+
+    def __init__(self, batch: dict) -> None:
+        self._batch = batch
+        self.shape = tuple(batch["x"].shape[1:])
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> dict:
+        return self._batch
+
+
+def synthetic_bundle(cfg, batch_size: int):
+    """A DataBundle of random images shaped as the config's data (two-domain: batch_size of each)."""
+    import torch
+
+    from nonvae.data import DataBundle, ImageSet
+
+    c, s = cfg.data.channels, cfg.data.image_size
+    two_domain = cfg.data.name in ("attributes", "domains")
+    n = 2 * batch_size if two_domain else batch_size
+    g = torch.Generator().manual_seed(0)
+    batch = {"x": torch.rand(n, c, s, s, generator=g) * 2 - 1}
+    if two_domain:
+        batch["domain"] = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
+    test = ImageSet(torch.zeros(4, c, s, s, dtype=torch.uint8), name="synthetic")
+    return DataBundle("synthetic", FixedBatch(batch), test, None, (c, s, s)), n
+
+
+def child_train(spec: dict) -> dict:
+    """Time one (config, size, variant) in this fresh process."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nonvae.config import load_config
+    from nonvae.train import Batches, Trainer
+
+    overrides = {**PLAIN, **spec["overrides"], "data.image_size": spec["size"],
+                 "train.batch_size": spec["batch"], "train.device": spec["device"],
+                 "train.progress": False, "train.tensorboard": False}
+    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [f"{k}={v}" for k, v in overrides.items()])
+    bundle, images = synthetic_bundle(cfg, spec["batch"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, tmp, data=bundle)
+    device = trainer.device
+    batch = Batches(bundle.train, spec["batch"], 0, 1, device, cfg.train.channels_last, 1, ahead=False).get(0)
+    method = trainer.method.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_built = _maxrss_mb()
+
+    step = 0
+
+    def run(n: int) -> float:
+        nonlocal step
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            method.train_step(batch, step, trainer.optimizers, trainer.call)
+            step += 1
+        _sync(device)
+        return time.perf_counter() - start
+
+    warm_seconds = run(spec["warmup"])
+    windows = [run(spec["steps"]) / spec["steps"] for _ in range(spec["windows"])]
+    with FlopCounterMode(display=False) as counter:  # eager modules: compiled graphs hide their ops
+        method.train_step(batch, step, trainer.optimizers)
+    flops = counter.get_total_flops()
+    out = {
+        "images_per_step": images,
+        "step_seconds_best": min(windows),
+        "step_seconds_median": statistics.median(windows),
+        "images_per_s": images / min(windows),
+        "images_per_s_median": images / statistics.median(windows),
+        "warmup_seconds": warm_seconds,
+        "gflop_per_image": flops / images / 1e9,
+        "achieved_gflop_per_s": flops / min(windows) / 1e9,
+        "threads": torch.get_num_threads(),
+        "dtype": "bf16" if cfg.train.precision == "bf16" else "fp32",
+    }
+    if device.type == "cuda":
+        out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        out["peak_mb"] = _maxrss_mb()
+        out["step_mb"] = out["peak_mb"] - rss_built
+    return out
+
+
+def child_data(spec: dict) -> dict:
+    """Images/s of the data pipeline alone (one batch of 64 per call, step-indexed as in training)."""
+    import torch
+
+    from nonvae.data import ArrayStream, ImageSet
+
+    sources = {}
+    from nonvae.data.lines import LinesStream
+
+    sources["lines 32 px (LinesStream, rendered)"] = (LinesStream(32, 0), 64)
+    try:
+        from nonvae.data.idx import load_fashion_mnist
+
+        fashion = ArrayStream(load_fashion_mnist(split="train"), 0)
+        sources["Fashion-MNIST 32 px (ArrayStream, uint8)"] = (fashion, 64)
+    except Exception as exc:  # noqa: BLE001 - dataset not installed here
+        print(f"skipping Fashion-MNIST: {exc}", file=sys.stderr)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2048, 3, 128, 128), dtype=torch.uint8, generator=g)
+    sources["synthetic 128 px RGB (ArrayStream, uint8)"] = (ArrayStream(ImageSet(images), 0), 64)
+    try:
+        from nonvae.config import DataConfig
+        from nonvae.data import build_data
+
+        bundle = build_data(DataConfig(name="attributes", image_size=32, channels=1, train_limit=4096), 0)
+        sources["attributes 32 px two-domain (32 + 32)"] = (bundle.train, 32)
+    except Exception as exc:  # noqa: BLE001
+        print(f"skipping attributes: {exc}", file=sys.stderr)
+    out = {}
+    for name, (source, batch) in sources.items():
+        source.batch(0, batch)
+        best, step = float("inf"), 1
+        for _ in range(spec["windows"]):
+            start = time.perf_counter()
+            for _ in range(spec["calls"]):
+                n = len(source.batch(step, batch)["x"])
+                step += 1
+            best = min(best, (time.perf_counter() - start) / spec["calls"])
+        out[name] = {"images_per_s": n / best, "batch_images": n}
+    return out
+
+
+def child_quality(spec: dict) -> dict:
+    """Train lines for a fixed budget at the given precision and score it like ``nonvae eval``."""
+    import torch
+
+    from nonvae.config import load_config
+    from nonvae.data import build_data
+    from nonvae.evaluate.run import evaluate
+    from nonvae.train import train
+
+    os.environ["NONVAE_REPORT"] = "0"
+    steps = spec["steps"]
+    overrides = [f"train.precision={spec['precision']}", f"train.channels_last={spec['channels_last']}",
+                 f"train.steps={steps}", "train.lr=1e-3", "train.log_every=100",
+                 f"train.eval_every={steps + 1}", f"train.checkpoint_every={steps}",
+                 "train.sample_every=100000000", "train.progress=false", "train.tensorboard=false",
+                 "train.device=cpu", *spec.get("set", [])]
+    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.time()
+        trainer = train(cfg, Path(tmp) / "run")
+        seconds = time.time() - start
+        method = trainer.method.eval()
+        with torch.no_grad():
+            metrics = evaluate(method, build_data(cfg.data, cfg.seed), cfg, trainer.device)
+    return {"train_seconds": seconds, **metrics}
+
+
+def child_eval(spec: dict) -> dict:
+    """Evaluation at scale: encode the 60,000 Fashion-MNIST training images and fit the linear probe."""
+    import torch
+
+    from nonvae.config import load_config
+    from nonvae.data import build_data
+    from nonvae.evaluate.probe import linear_probe
+    from nonvae.evaluate.run import encode_all
+    from nonvae.train import train
+
+    os.environ["NONVAE_REPORT"] = "0"
+    steps = spec["train_steps"]
+    cfg = load_config(REPO / "configs" / "fashion_mnist" / "ae.yaml", [
+        f"train.steps={steps}", "train.lr=1e-3", f"train.eval_every={steps + 1}",
+        f"train.checkpoint_every={steps}", "train.sample_every=100000000", "train.progress=false",
+        "train.tensorboard=false", "train.device=cpu"])
+    data = build_data(cfg.data, cfg.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = train(cfg, Path(tmp) / "run") if steps else None
+    method = trainer.method if trainer else None
+    if method is None:
+        from nonvae.methods import build_method
+
+        method = build_method(cfg, data.shape)
+    method.eval()
+    device = torch.device("cpu")
+    start = time.perf_counter()
+    z_train, _ = encode_all(method, data.train_set, device, cfg.eval.batch_size)
+    encode_train = time.perf_counter() - start
+    start = time.perf_counter()
+    z_test, mse = encode_all(method, data.test, device, cfg.eval.batch_size)
+    encode_test = time.perf_counter() - start
+    start = time.perf_counter()
+    probe = linear_probe(z_train, data.train_set.labels.numpy(), z_test, data.test.labels.numpy())
+    probe_seconds = time.perf_counter() - start
+    return {"train_steps": steps, "latents": list(z_train.shape), "encode_train_seconds": encode_train,
+            "encode_test_seconds": encode_test, "probe_seconds": probe_seconds,
+            "total_seconds": encode_train + encode_test + probe_seconds, "recon/mse": mse, **probe}
+
+
+# --------------------------------------------------------------------------- parent side
+def run_child(kind: str, spec: dict, env_extra: dict, timeout: float) -> dict:
+    env = {**os.environ, **env_extra, "NONVAE_REPORT": "0", "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail[:300]}
+    return json.loads(lines[-1])
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def fmt(v, spec: str = ".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(result: dict) -> str:
+    m, rates = result["machine"], result["matmul_gflop_per_s"]
+    lines = [f"Machine: {m.get('gpu') or m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+             f"(default {m['torch_threads']} threads); load average {result['loadavg_before'][0]:.1f} "
+             f"before, {result['loadavg_after'][0]:.1f} after.",
+             f"Matmul 2048x2048 in this run: fp32 {rates['fp32']:.0f} GFLOP/s, "
+             f"bf16 {rates['bf16']:.0f} GFLOP/s.",
+             "", "| config | px | images/step | variant | images/s | × eager fp32 | GFLOP/image "
+             "| % of matmul rate (dtype) | peak MB (step +MB) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        r = row["result"]
+        images = r.get("images_per_step", row["batch"])
+        head = f"| {row['config']} | {row['size']} | {images} | {row['variant']} |"
+        if "error" in r:
+            lines.append(f"{head} error: {r['error'][:90]} | | | | |")
+            continue
+        util = 100 * r["achieved_gflop_per_s"] / rates[r["dtype"]]
+        mem = f"{r['peak_mb']:.0f}" + (f" (+{r['step_mb']:.0f})" if "step_mb" in r else "")
+        lines.append(f"{head} {r['images_per_s']:.0f} | {fmt(row.get('ratio'), '.2f')} | "
+                     f"{r['gflop_per_image']:.3f} | {util:.0f}% ({r['dtype']}) | {mem} |")
+    if result.get("data"):
+        lines += ["", "| data pipeline alone | images/s |", "|---|---|"]
+        for name, r in result["data"].items():
+            lines.append(f"| {name} | {r['images_per_s']:.0f} |")
+    ev = result.get("eval_scale")
+    if ev and "error" not in ev:
+        lines += ["", f"Evaluation at scale (Fashion-MNIST AE after {ev['train_steps']} steps, "
+                  f"{ev['latents'][0]} x {ev['latents'][1]} latents): encode_all train "
+                  f"{ev['encode_train_seconds']:.1f} s + test {ev['encode_test_seconds']:.1f} s, "
+                  f"linear_probe {ev['probe_seconds']:.1f} s (test accuracy {ev['probe/accuracy']:.3f}); "
+                  f"total {ev['total_seconds']:.1f} s."]
+    if result.get("quality"):
+        lines += ["", f"bf16 quality check: {result['quality_steps']} steps, batch 64, lr 1e-3, same seed:",
+                  "",
+                  "| config | precision | recon MSE | Mean Distance (×10⁻³) | Smoothness | train s |",
+                  "|---|---|---|---|---|---|"]
+        for row in result["quality"]:
+            q = row["result"]
+            if "error" in q:
+                lines.append(f"| {row['config']} | {row['precision']} | error: {q['error'][:80]} | | | |")
+                continue
+            md = q.get("lines/mean_distance")
+            lines.append(f"| {row['config']} | {row['precision']} | {q['recon/mse']:.4f} | "
+                         f"{fmt(None if md is None else md * 1e3, '.2f')} | "
+                         f"{fmt(q.get('lines/smoothness'), '.3f')} | {q['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer configs, variants and steps (~3-5 min)")
+    p.add_argument("--out", default="results/throughput.json")
+    p.add_argument("--configs", nargs="*", help="configs as dataset/method (default: all present); 'none'")
+    p.add_argument("--variants", nargs="*", help=f"from: {', '.join(VARIANTS)}")
+    p.add_argument("--sizes", nargs="*", type=int, default=[32, 128])
+    p.add_argument("--batch", type=int, default=64, help="batch at 32 px (per domain for two-domain data)")
+    p.add_argument("--batch-128", type=int, default=None, help="batch at 128 px (default: 16 CPU, 64 GPU)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", choices=["none", "one", "all"], default=None,
+                   help="torch.compile variant: none, one (lines/acai at 32 px; full default), all")
+    p.add_argument("--quality-steps", type=int, default=0, help="also run the fp32-vs-bf16 lines check")
+    p.add_argument("--no-data", action="store_true", help="skip the data pipeline measurement")
+    p.add_argument("--eval-scale", type=int, default=None, metavar="STEPS",
+                   help="encode 60k Fashion-MNIST images + linear probe after STEPS training steps "
+                        "(full default 200; -1 skips)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        kind, spec = args.child[0], json.loads(args.child[1])
+        jobs = {"train": child_train, "data": child_data, "quality": child_quality, "eval": child_eval}
+        out = jobs[kind](spec)
+        print(json.dumps(out))
+        return 0
+
+    import torch
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = device.startswith("cuda")
+    configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else CONFIGS)
+    configs = [c for c in configs if c != "none" and (REPO / "configs" / f"{c}.yaml").is_file()]
+    compile_mode = args.compile or ("none" if args.quick else "one")
+    timing = {"warmup": 1, "steps": 2, "windows": 2}
+    if not args.quick:
+        timing = {"warmup": 2, "steps": 4, "windows": 3}
+    batch_128 = args.batch_128 or (64 if gpu else (8 if args.quick else 16))
+
+    started = time.time()
+    command = " ".join(["python benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    result: dict = {"command": command, "machine": machine(device), "loadavg_before": list(os.getloadavg()),
+                    "timing": timing, "rows": []}
+    result["matmul_gflop_per_s"] = {d: matmul_rate(d, device) / 1e9 for d in ("fp32", "bf16")}
+    print(f"matmul GFLOP/s: {result['matmul_gflop_per_s']}", file=sys.stderr)
+
+    for config in configs:
+        for size in args.sizes:
+            default = QUICK_VARIANTS if args.quick else (FULL_128 if size > 32 else list(VARIANTS))
+            names = args.variants or default
+            if args.variants is None:
+                names = [n for n in names if n != "torch.compile"]
+                one = compile_mode == "one" and config in COMPILE_CONFIGS and size == 32
+                if compile_mode == "all" or one:
+                    names.append("torch.compile")
+            batch = args.batch if size <= 32 else batch_128
+            base = None
+            for name in names:
+                overrides, env = VARIANTS[name]
+                spec = {"config": config, "size": size, "batch": batch, "device": device,
+                        "overrides": overrides, **timing}
+                if name == "torch.compile":
+                    spec["warmup"] = 3
+                r = run_child("train", spec, env, args.timeout)
+                row = {"config": config, "size": size, "batch": batch, "variant": name, "result": r}
+                if name == "eager fp32" and "error" not in r:
+                    base = r["images_per_s"]
+                if base and "error" not in r:
+                    row["ratio"] = r["images_per_s"] / base
+                result["rows"].append(row)
+                shown = r.get("error") or f"{r['images_per_s']:.1f} img/s"
+                print(f"{config:26s} {size:4d} px  {name:30s} {shown}", file=sys.stderr)
+
+    if not args.no_data:
+        result["data"] = run_child("data", {"windows": 3, "calls": 5 if args.quick else 20}, {}, args.timeout)
+    eval_steps = args.eval_scale if args.eval_scale is not None else (-1 if args.quick else 200)
+    if eval_steps >= 0:
+        result["eval_scale"] = run_child("eval", {"train_steps": eval_steps}, {}, args.timeout)
+        print(f"evaluation at scale: {result['eval_scale']}", file=sys.stderr)
+    if args.quality_steps:
+        result["quality_steps"] = args.quality_steps
+        result["quality"] = []
+        for config in ("lines/ae", "lines/acai"):
+            for precision, cl in (("fp32", False), ("bf16", True)):
+                extra = ["regularizers.acai.warmup_steps=500"] if config == "lines/acai" else []
+                spec = {"config": config, "precision": precision, "channels_last": cl,
+                        "steps": args.quality_steps, "set": extra}
+                r = run_child("quality", spec, {}, 3600)
+                label = "bf16 + channels_last" if cl else precision
+                result["quality"].append({"config": config, "precision": label, "result": r})
+                print(f"quality {config} {label}: {r}", file=sys.stderr)
+
+    result["loadavg_after"] = list(os.getloadavg())
+    result["seconds"] = time.time() - started
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    print(f"\nwrote {out} and {out.with_suffix('.md')} in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

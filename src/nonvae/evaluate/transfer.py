@@ -1,0 +1,218 @@
+"""Disentanglement metrics for two-domain data: remove, add and transfer an attribute.
+
+Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribute)``,
+``combine(content, attribute) -> code`` and ``decode(code)``. With the synthetic
+'attributes' data every A image has its clean version and overlay factors, so:
+
+- ``transfer/removal_mse``: MSE(G(E1(a), 0), clean a); compare with ``transfer/overlay_mse``
+  (doing nothing: MSE(a, clean a)) and ``transfer/clean_recon_mse`` (the floor: MSE(G(E1(clean a), 0), clean a)).
+- ``transfer/transfer_mse``: MSE(G(E1(b), E2(a)), b + (a - clean a)), the exact "b with a's glasses".
+- ``transfer/removal_residual``: MSE(G(E1(a),0), G(E1(clean a),0)) / MSE(G(E1(a),E2(a)), G(E1(clean a),0)),
+  the share of the attribute left after zeroing E2 (0 = removed, 1 = untouched).
+- ``transfer/domain_leakage``: accuracy of a FRESH linear probe predicting the domain from E1 codes
+  (0.5 = no leakage for balanced domains). The training discriminator's accuracy is not a measure of
+  leakage: fooling it does not remove the information.
+- ``transfer/attribute_r2``: R^2 of a linear regression E2(a) -> overlay factors.
+- ``transfer/content_accuracy``: linear-probe class accuracy from E1 codes.
+- ``transfer/class_kept`` (transfers) and ``transfer/class_kept_removal`` (removals): the content's class
+  as read by a logistic regression trained on clean pixels; ``transfer/pixel_classifier_accuracy`` is
+  that classifier's accuracy on clean test images (the ceiling).
+For image files without ground truth: ``transfer/recon_mse_a``, ``transfer/recon_mse_b`` and the leakage.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from nonvae.config import Config
+from nonvae.data import DataBundle
+from nonvae.data.base import ImageSet
+
+QUICK_TEST = 512
+QUICK_FIT = 1000
+FULL_FIT = 2000
+PROBE_ITERS = 150  # L-BFGS iterations of the fresh probes (2 shared cores: keep evaluation short)
+
+
+# --------------------------------------------------------------------------- the operations
+@torch.no_grad()
+def split_codes(method, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E1(x), E2(x)), the attribute code not masked by domain."""
+    return method.autoencoder.encode_parts(x, None)
+
+
+@torch.no_grad()
+def remove_code(method, x: torch.Tensor) -> torch.Tensor:
+    """[E1(x), 0]: the code of x with its attribute removed."""
+    content, attribute = split_codes(method, x)
+    return method.autoencoder.combine(content, torch.zeros_like(attribute))
+
+
+@torch.no_grad()
+def add_code(method, content_x: torch.Tensor, donor_x: torch.Tensor) -> torch.Tensor:
+    """[E1(content_x), E2(donor_x)]: content_x with the donor's attribute."""
+    content, _ = split_codes(method, content_x)
+    _, attribute = split_codes(method, donor_x)
+    return method.autoencoder.combine(content, attribute)
+
+
+# --------------------------------------------------------------------------- helpers
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-example mean squared error."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+def _balanced(domain: torch.Tensor, n: int | None) -> torch.Tensor:
+    """Up to n indices, half from each domain (the first of each), in ascending order."""
+    is_a = domain > 0.5
+    ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
+    if n is not None:
+        ia, ib = ia[: n // 2], ib[: n - n // 2]
+    return torch.cat([ia, ib]).sort().values
+
+
+class _Pass:
+    """Everything one pass over a set computes, per example (CPU numpy / tensors)."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, list] = {}
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            self.store.setdefault(k, []).append(v.detach().float().cpu())
+
+    def get(self, key: str) -> torch.Tensor:
+        return torch.cat(self.store[key])
+
+
+@torch.no_grad()
+def _encode_pass(method, ds: ImageSet, index: torch.Tensor, device: torch.device, batch_size: int,
+                 ground_truth: bool, decodes: bool = True) -> _Pass:
+    """Codes and reconstruction errors; with ``decodes`` also the removal / clean renderings."""
+    ae = method.autoencoder
+    out = _Pass()
+    for start in range(0, len(index), batch_size):
+        batch = ds.batch(index[start: start + batch_size])
+        x = batch["x"].to(device)
+        domain = batch["domain"].to(device).float()
+        content, attribute = ae.encode_parts(x, None)
+        d = domain.view(-1, *([1] * (attribute.ndim - 1))).to(attribute.dtype)
+        recon = ae.decode(ae.combine(content, attribute * d)).float()
+        out.add(content=content.flatten(1), attribute=attribute.flatten(1), domain=domain,
+                recon_mse=_mse(recon, x))
+        if "y" in batch:
+            out.add(y=batch["y"].float())
+        if ground_truth:
+            clean = batch["clean"].to(device)
+            out.add(factors=batch["factors"], clean=clean.flatten(1))
+        if ground_truth and decodes:
+            zeros = torch.zeros_like(attribute)
+            removed = ae.decode(ae.combine(content, zeros)).float()
+            clean_content, _ = ae.encode_parts(clean, None)
+            clean_render = ae.decode(ae.combine(clean_content, zeros)).float()
+            full = ae.decode(ae.combine(content, attribute)).float()
+            out.add(removal_mse=_mse(removed, clean), overlay_mse=_mse(x, clean),
+                    clean_recon_mse=_mse(clean_render, clean), residual_num=_mse(removed, clean_render),
+                    residual_den=_mse(full, clean_render), removed=removed.clamp(-1, 1).flatten(1))
+    return out
+
+
+def _pixel_classifier(images: np.ndarray, labels: np.ndarray):
+    """A logistic regression on the top principal components of pixels, to read decoded images' class."""
+    from sklearn.decomposition import PCA
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pca = PCA(n_components=min(64, *images.shape), random_state=0)
+    clf = make_pipeline(pca, StandardScaler(), LogisticRegression(max_iter=PROBE_ITERS, tol=1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(images, labels)
+    return clf
+
+
+@torch.no_grad()
+def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: torch.device,
+               batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode G(E1(b), E2(a)) for every test B image b with an A donor a; (decoded, target, b position)."""
+    ae = method.autoencoder
+    domain = test.get("domain")
+    pos_a, pos_b = torch.nonzero(domain > 0.5).view(-1), torch.nonzero(domain <= 0.5).view(-1)
+    donors = pos_a[torch.arange(len(pos_b)) % len(pos_a)]
+    shape = (-1, *ds.shape)
+    lat_c = (-1, ae.content_channels, *ae.latent_shape[1:])
+    lat_a = (-1, ae.attribute_channels, *ae.latent_shape[1:])
+    content, attribute = test.get("content"), test.get("attribute")
+    decoded, targets = [], []
+    for start in range(0, len(pos_b), batch_size):
+        pb, pa = pos_b[start: start + batch_size], donors[start: start + batch_size]
+        code = ae.combine(content[pb].view(lat_c).to(device), attribute[pa].view(lat_a).to(device))
+        decoded.append(ae.decode(code).float().clamp(-1, 1).cpu())
+        b = ds.batch(index[pb])
+        a = ds.batch(index[pa])
+        targets.append((b["clean"] + (a["x"] - a["clean"])).view(shape))
+    return torch.cat(decoded), torch.cat(targets), pos_b
+
+
+def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device | str = "cpu",
+                     quick: bool = False) -> dict[str, float]:
+    """The transfer/* metrics (see the module docstring) on the test set, probes fitted on training codes."""
+    from nonvae.evaluate.probe import linear_probe, linear_regression_r2
+
+    device = torch.device(device)
+    if not hasattr(method.autoencoder, "encode_parts"):
+        return {}
+    test_set, fit_set = data.test, data.train_set if data.train_set is not None else data.test
+    ground_truth = "clean" in test_set.extras and "factors" in test_set.extras
+    bs = cfg.eval.batch_size
+    test_index = _balanced(test_set.extras["domain"], QUICK_TEST if quick else None)
+    limit = QUICK_FIT if quick else (cfg.eval.probe_train_limit or FULL_FIT)
+    fit_index = _balanced(fit_set.extras["domain"], limit)
+    test = _encode_pass(method, test_set, test_index, device, bs, ground_truth)
+    fit = _encode_pass(method, fit_set, fit_index, device, bs, ground_truth, decodes=False)
+
+    metrics: dict[str, float] = {}
+    dom_t, dom_f = test.get("domain") > 0.5, fit.get("domain") > 0.5
+    rec = test.get("recon_mse")
+    if dom_t.any():
+        metrics["transfer/recon_mse_a"] = float(rec[dom_t].mean())
+    if (~dom_t).any():
+        metrics["transfer/recon_mse_b"] = float(rec[~dom_t].mean())
+    if dom_f.any() and (~dom_f).any() and len(dom_t) > 0:
+        probe = linear_probe(fit.get("content").numpy(), dom_f.long().numpy(), test.get("content").numpy(),
+                             dom_t.long().numpy(), max_iter=PROBE_ITERS)
+        metrics["transfer/domain_leakage"] = probe["probe/accuracy"]
+    has_labels = "y" in test.store and "y" in fit.store
+    if has_labels and len(fit.get("y").unique()) > 1:
+        probe = linear_probe(fit.get("content").numpy(), fit.get("y").long().numpy(),
+                             test.get("content").numpy(), test.get("y").long().numpy(), max_iter=PROBE_ITERS)
+        metrics["transfer/content_accuracy"] = probe["probe/accuracy"]
+    if not ground_truth or not dom_t.any() or dom_t.all():
+        return metrics
+
+    ta = dom_t
+    for key in ("removal_mse", "overlay_mse", "clean_recon_mse"):
+        metrics[f"transfer/{key}"] = float(test.get(key)[ta].mean())
+    den = float(test.get("residual_den")[ta].mean())
+    metrics["transfer/removal_residual"] = float(test.get("residual_num")[ta].mean()) / max(den, 1e-12)
+    if dom_f.sum() >= 2 and ta.sum() >= 2:
+        metrics["transfer/attribute_r2"] = linear_regression_r2(
+            fit.get("attribute")[dom_f].numpy(), fit.get("factors")[dom_f].numpy(),
+            test.get("attribute")[ta].numpy(), test.get("factors")[ta].numpy())
+    decoded, targets, pos_b = _transfers(method, test, test_set, test_index, device, bs)
+    metrics["transfer/transfer_mse"] = float(_mse(decoded, targets).mean())
+    if has_labels and len(fit.get("y").unique()) > 1:
+        clf = _pixel_classifier(fit.get("clean").numpy(), fit.get("y").long().numpy())
+        y_test = test.get("y").long().numpy()
+        metrics["transfer/pixel_classifier_accuracy"] = float(
+            np.mean(clf.predict(test.get("clean").numpy()) == y_test))
+        metrics["transfer/class_kept"] = float(np.mean(clf.predict(decoded.flatten(1).numpy()) ==
+                                                       y_test[pos_b.numpy()]))
+        metrics["transfer/class_kept_removal"] = float(np.mean(
+            clf.predict(test.get("removed")[ta].numpy()) == y_test[ta.numpy()]))
+    return metrics

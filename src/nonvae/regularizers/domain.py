@@ -1,0 +1,79 @@
+"""Domain discriminator on the content code (Press et al., ICLR 2019).
+
+An MLP sees only the flattened E1 content code (never images, never E2) and
+learns to tell the domains apart: BCE with logits, domain A (with the
+attribute) -> 1, domain B -> 0. The encoders get ``weight`` x BCE pushing the
+content codes of BOTH domains to the same label (B's, 0), as the official code
+(oripress/ContentDisentanglement, train.py) does: ``bce(disc(A_common), B_label)
++ bce(disc(B_common), B_label)``. Whatever the attribute looks like must then
+live in E2, which is zero for domain B.
+
+Scale: the official autoencoder loss is ``mse_A + mse_B + w (bce_A + bce_B)``;
+ours is the mean MSE over the concatenated batch plus ``w`` x the mean BCE over
+it, i.e. exactly half of it, so the ratio of the terms (and Adam's steps) are
+the same. The discriminator loss is the official sum ``bce_A + bce_B``.
+The discriminator learns from the detached codes of the autoencoder's forward
+(the official code re-encodes after the autoencoder update; one forward is
+cheaper and the difference is one optimizer step of E1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nonvae.config import DomainConfig
+from nonvae.errors import ConfigError
+from nonvae.nets import Discriminator
+from nonvae.regularizers.base import Call, Regularizer, StepView
+
+PLAYER = "discriminator"
+FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
+
+
+def _domains(view: StepView) -> torch.Tensor:
+    domain = view.batch.get("domain")
+    if domain is None:
+        raise ConfigError("regularizers.domain needs two-domain data (data.name: attributes or domains)")
+    return domain.float().view(-1)
+
+
+class DomainDiscriminator(Regularizer):
+    """Content-code discriminator; player name 'discriminator'."""
+
+    name = "domain"
+
+    def __init__(self, cfg: DomainConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        channels = int(backbone.content_channels)
+        spatial = tuple(backbone.latent_shape[1:])
+        features = channels
+        for s in spatial:
+            features *= int(s)
+        self.discriminator = Discriminator(features, list(cfg.hidden))
+
+    def loss(self, view: StepView) -> dict[str, torch.Tensor]:
+        _domains(view)  # fail early on one-domain data
+        # the discriminator is frozen here (the method turns its grads off); call the raw module
+        logits = self.discriminator(view.out["content"]).float()
+        fool = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, FOOL_LABEL))
+        return {"domain/adv": self.cfg.weight * fool}
+
+    def players(self) -> dict[str, nn.Module]:
+        return {PLAYER: self.discriminator}
+
+    def optimizer_settings(self) -> dict[str, dict]:
+        return {PLAYER: {"lr": self.cfg.lr}} if self.cfg.lr is not None else {}
+
+    def adversary_step(self, view: StepView, call: Call, optimizers: dict) -> dict[str, torch.Tensor]:
+        domain = _domains(view)
+        logits = call(PLAYER, view.out["content"]).float()
+        is_a = domain > 0.5
+        loss = logits.new_zeros(())
+        for mask in (is_a, ~is_a):  # the official sum of the per-domain mean BCEs
+            if mask.any():
+                loss = loss + F.binary_cross_entropy_with_logits(logits[mask], domain[mask])
+        accuracy = ((logits > 0) == is_a).float().mean()
+        return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}

@@ -1,0 +1,700 @@
+"""``nonvae report``: one self-contained HTML page for one or more runs or exported models.
+
+Why a single file: it can be mailed, attached to an issue or opened from a cluster's
+scratch folder with no server, no network and no extra files. Every picture is a base64
+PNG data URI, the CSS and the few lines of JavaScript (the interpolation explorer) are
+inline, and the page never references a URL.
+
+The page holds, per run: the resolved config (collapsible), reconstructions and interpolation
+grids decoded at report time from the loaded model on the run's test set (the latest
+``samples/*.png`` when the model or its data cannot be loaded), an interpolation explorer (a
+pair picker and an alpha slider over precomputed frames), add/remove/transfer grids for
+split (disentanglement) backbones and a latent scatter plot for 2-D codes; across runs: the
+evaluation metrics side by side with the best value per row marked, and the training curves
+overlaid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import html
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nonvae.errors import CheckpointError, ConfigError, NonvaeError
+
+PathLike = str | Path
+
+# Keys are matched by substring; "lower" is checked first so that e.g. a leakage accuracy
+# (information that should have been removed) counts as lower-is-better.
+LOWER_IS_BETTER = ("mse", "distance", "smoothness", "hausdorff", "leakage", "residual")
+HIGHER_IS_BETTER = ("accuracy", "r2")
+THROUGHPUT_KEYS = ("steps_per_s", "images_per_s")
+NOT_CURVES = ("skipped",)
+
+
+# --------------------------------------------------------------------------- small helpers
+def metric_direction(key: str) -> str | None:
+    """'lower', 'higher' or None (no notion of better) for an eval.json key."""
+    k = key.lower()
+    if any(word in k for word in LOWER_IS_BETTER):
+        return "lower"
+    tokens = set(re.split(r"[^a-z0-9]+", k))
+    if "accuracy" in k or "r2" in tokens:
+        return "higher"
+    return None
+
+
+def best_of(values: Mapping[str, float | None], direction: str | None) -> set[str]:
+    """Names holding the best finite value (ties all count).
+
+    Empty without a direction, below two values, or when all values are equal (nothing is better).
+    """
+    finite = {n: float(v) for n, v in values.items() if _is_number(v) and math.isfinite(float(v))}
+    if direction is None or len(finite) < 2 or max(finite.values()) == min(finite.values()):
+        return set()
+    target = min(finite.values()) if direction == "lower" else max(finite.values())
+    tol = 1e-12 * max(1.0, abs(target))
+    return {n for n, v in finite.items() if abs(v - target) <= tol}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+def _fmt(v: Any) -> str:
+    if not _is_number(v):
+        return "–"
+    v = float(v)
+    if not math.isfinite(v):
+        return "n/a" if math.isnan(v) else str(v)
+    if v.is_integer() and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A uint8 (H, W, 1|3) or (H, W) array as a PNG data URI."""
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def file_data_uri(path: Path) -> str:
+    """An image file as a data URI (PNG unless the suffix says otherwise)."""
+    mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}.get(path.suffix.lower(), "image/png")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    """metrics.jsonl rows; a torn last line (a run being written) is skipped, not fatal."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_metrics(run_dir: Path, records: Sequence[dict]) -> tuple[dict[str, float], str]:
+    """eval.json, else the latest periodic evaluation in metrics.jsonl; with a note on the source."""
+    path = run_dir / "eval.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            # null = not measurable (e.g. smoothness of a degenerate path): keep the row, shown as n/a
+            return {k: float(v) if _is_number(v) else math.nan for k, v in data.items()
+                    if _is_number(v) or v is None}, "eval.json"
+        except (OSError, json.JSONDecodeError, ValueError) as exc:
+            return {}, f"eval.json unreadable ({exc})"
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if evals:
+        last = evals[-1]
+        metrics = {k: float(v) for k, v in last.items() if k not in ("step", "kind") and _is_number(v)}
+        return metrics, f"periodic evaluation at step {last.get('step')} (quick: test subset)"
+    return {}, "not evaluated yet (run `nonvae eval RUN_DIR`)"
+
+
+def _numeric_keys(runs: Mapping[str, Sequence[dict]]) -> list[str]:
+    """Numeric keys other than 'step', first-seen order across runs."""
+    keys: dict[str, None] = {}
+    for rows in runs.values():
+        for row in rows:
+            for k, v in row.items():
+                if k != "step" and _is_number(v):
+                    keys.setdefault(k, None)
+    return list(keys)
+
+
+# --------------------------------------------------------------------------- pictures
+@dataclass
+class Picture:
+    """One embedded image with a caption; ``pixelated`` images are small samples scaled up by CSS."""
+
+    title: str
+    uri: str
+    caption: str = ""
+    width: int | None = None  # display width in CSS pixels
+    pixelated: bool = True
+
+
+def _display_scale(width: int, target: int = 900, cap: int = 4) -> int:
+    return int(max(1, min(cap, target // max(width, 1))))
+
+
+def grid_picture(images: Any, title: str, caption: str = "", target: int = 900) -> Picture:
+    """An image grid (see viz.image_grid) at native resolution, displayed enlarged without blur."""
+    from nonvae.viz import image_grid
+
+    grid = image_grid(images)
+    return Picture(title, png_data_uri(grid), caption, grid.shape[1] * _display_scale(grid.shape[1], target))
+
+
+def _figure_picture(write: Callable[[Path], Any], title: str, caption: str = "") -> Picture:
+    """Run a viz writer into a temporary PNG and embed it."""
+    with tempfile.TemporaryDirectory(prefix="nonvae-report-") as tmp:
+        path = Path(tmp) / "figure.png"
+        write(path)
+        return Picture(title, file_data_uri(path), caption, None, pixelated=False)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def pick_pairs(n_items: int, n_pairs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (seeded) endpoint indices, so reports of different runs on the same data show the same pairs."""
+    g = torch.Generator().manual_seed(seed)
+    if n_items >= 2 * n_pairs:
+        idx = torch.randperm(n_items, generator=g)[: 2 * n_pairs]
+    else:
+        idx = torch.randint(n_items, (2 * n_pairs,), generator=g)
+    return idx[:n_pairs], idx[n_pairs:]
+
+
+@torch.no_grad()
+def model_pictures(method, test, device: torch.device, n_recon: int = 8, n_pairs: int = 6,
+                   steps: int = 16) -> tuple[list[Picture], list[dict]]:
+    """Reconstructions, an interpolation grid and the explorer's frames, decoded now from the model."""
+    from nonvae.pipeline import interpolate
+    from nonvae.viz import image_grid
+
+    pictures: list[Picture] = []
+    n = min(n_recon, len(test))
+    batch = _to_device(test.batch(torch.arange(n)), device)
+    dom = batch.get("domain")
+    recon = method.decode(method.encode(batch["x"], dom)).float().clamp(-1, 1)
+    pictures.append(grid_picture(torch.stack([batch["x"].float(), recon]).cpu(), "Reconstructions",
+                                 f"top: the first {n} test images; bottom: their reconstructions"))
+
+    ia, ib = pick_pairs(len(test), n_pairs)
+    a, b = _to_device(test.batch(ia), device), _to_device(test.batch(ib), device)
+    frames = interpolate(method, a["x"], b["x"], steps, a.get("domain"), b.get("domain")).float().cpu()
+    pictures.append(grid_picture(frames, "Interpolations",
+                                 f"{len(ia)} test pairs, one per row: {steps} codes (1−α)·z_A + α·z_B, "
+                                 "α = 0 … 1, decoded (endpoints are reconstructions)"))
+    h = frames.shape[-2]
+    explorer = []
+    for p in range(len(ia)):
+        explorer.append({
+            "label": f"pair {p + 1}: test #{int(ia[p])} → #{int(ib[p])}",
+            "a": png_data_uri(image_grid(a["x"][p].float().cpu(), pad=0)),
+            "b": png_data_uri(image_grid(b["x"][p].float().cpu(), pad=0)),
+            "frames": [png_data_uri(image_grid(frames[p, k], pad=0)) for k in range(steps)],
+            "size": int(h),
+        })
+    return pictures, explorer
+
+
+@torch.no_grad()
+def disentangle_pictures(method, test, device: torch.device, n: int = 6) -> list[Picture]:
+    """Remove / add / transfer the attribute with a split backbone (domain A = 1 has the attribute)."""
+    ae = method.autoencoder
+    if not hasattr(ae, "encode_parts") or "domain" not in test.extras:
+        return []
+    domain = test.extras["domain"].float().reshape(-1)
+    idx_a = torch.nonzero(domain > 0.5).flatten()
+    idx_b = torch.nonzero(domain <= 0.5).flatten()
+    n = min(n, len(idx_a), len(idx_b))
+    if n < 1:
+        return []
+    a = _to_device(test.batch(idx_a[:n]), device)
+    b = _to_device(test.batch(idx_b[:n]), device)
+    ca, aa = ae.encode_parts(a["x"], a["domain"])
+    cb, _ = ae.encode_parts(b["x"], b["domain"])
+    donor = torch.roll(torch.arange(n, device=aa.device), 1) if n > 1 else torch.arange(n, device=aa.device)
+
+    def dec(content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+        return ae.decode(ae.combine(content, attribute)).float().clamp(-1, 1)
+
+    xa, xb = a["x"].float(), b["x"].float()
+    removed = dec(ca, torch.zeros_like(aa))
+    added = dec(cb, aa)
+    moved = dec(ca, aa[donor])
+    return [
+        grid_picture(torch.stack([xa, dec(ca, aa), removed]).cpu(), "Remove the attribute",
+                     "domain A (has the attribute): input / reconstruction / attribute code zeroed"),
+        grid_picture(torch.stack([xb, xa, added]).cpu(), "Add the attribute",
+                     "domain B input / donor from A / B's content with the donor's attribute code"),
+        grid_picture(torch.stack([xa, xa[donor], moved]).cpu(), "Transfer between donors",
+                     "domain A input / another A donor / input's content with the donor's attribute code"),
+    ]
+
+
+@torch.no_grad()
+def latent_pictures(method, test, device: torch.device, limit: int = 2000, batch_size: int = 256) -> list[Picture]:
+    """The latent scatter for 2-D codes (e.g. LTAE), coloured by class when the data has labels."""
+    from nonvae.viz import scatter_latents
+
+    numel = math.prod(getattr(method.autoencoder, "latent_shape", (0,)))
+    if numel != 2:
+        return []
+    n = min(limit, len(test))
+    codes = []
+    for start in range(0, n, batch_size):
+        batch = _to_device(test.batch(torch.arange(start, min(start + batch_size, n))), device)
+        codes.append(method.encode(batch["x"], batch.get("domain")).flatten(1).float().cpu())
+    z = torch.cat(codes).numpy()
+    labels = None if test.labels is None else test.labels[:n].numpy()
+    title = f"2-D latent codes of {n} test images" + (" by class" if labels is not None else "")
+    return [_figure_picture(lambda p: scatter_latents(z, labels, p, title=title, xlabel="z[0] (code units)",
+                                                      ylabel="z[1] (code units)"),
+                            "Latent space", "every point is one test image's code")]
+
+
+def sample_file_pictures(run_dir: Path) -> list[Picture]:
+    """The latest training-time sample grids (used when the model cannot be rebuilt)."""
+    out = []
+    samples = run_dir / "samples"
+    for prefix, title in (("recon_", "Reconstructions"), ("interp_", "Interpolations")):
+        files = sorted(samples.glob(f"{prefix}*.png")) if samples.is_dir() else []
+        if files:
+            from PIL import Image
+
+            with Image.open(files[-1]) as img:
+                width = img.width
+            out.append(Picture(f"{title} (from training)", file_data_uri(files[-1]),
+                               f"samples/{files[-1].name}, written during training", width))
+    return out
+
+
+def curve_pictures(runs: Mapping[str, Sequence[dict]]) -> list[Picture]:
+    """Training losses (one panel per loss, runs overlaid), periodic evaluation metrics, throughput."""
+    from nonvae.viz import plot_runs
+
+    train = {name: [r for r in rows if r.get("kind", "train") == "train"] for name, rows in runs.items()}
+    train = {k: v for k, v in train.items() if v}
+    evals = {name: [r for r in rows if r.get("kind") == "eval"] for name, rows in runs.items()}
+    evals = {k: v for k, v in evals.items() if v}
+    pictures = []
+    if train:
+        keys = [k for k in _numeric_keys(train) if k not in THROUGHPUT_KEYS and k not in NOT_CURVES]
+        if keys:
+            pictures.append(_figure_picture(
+                lambda p: plot_runs(train, p, keys=keys, title="Training losses per step (dimensionless)",
+                                    logy=True),
+                "Training losses", "one panel per loss term, one line per run; x: training step"))
+        tkeys = [k for k in THROUGHPUT_KEYS if any(k in r for rows in train.values() for r in rows)]
+        if tkeys:
+            pictures.append(_figure_picture(
+                lambda p: plot_runs(train, p, keys=tkeys, title="Throughput (steps/s, images/s; all ranks)"),
+                "Throughput", "training speed since the (re)start, averaged"))
+    if evals:
+        keys = _numeric_keys(evals)
+        if keys:
+            pictures.append(_figure_picture(
+                lambda p: plot_runs(evals, p, keys=keys, title="Periodic evaluation (quick: test subset)"),
+                "Periodic evaluation", "metrics measured during training; x: training step"))
+    return pictures
+
+
+# --------------------------------------------------------------------------- one run
+@dataclass
+class RunPage:
+    """Everything the page shows about one run directory or exported model."""
+
+    path: Path
+    name: str
+    kind: str = "run"  # run | export
+    config_text: str = ""
+    summary: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_source: str = ""
+    records: list[dict] = field(default_factory=list)
+    pictures: list[Picture] = field(default_factory=list)
+    explorer: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _trained_steps(path: Path) -> int | None:
+    from nonvae.checkpoint import read_state
+    from nonvae.pipeline import checkpoint_dir_of
+
+    try:
+        return int(read_state(checkpoint_dir_of(path)).get("step"))
+    except (NonvaeError, OSError, TypeError, ValueError):
+        return None
+
+
+def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
+                preloaded: tuple[Any, Any] | None = None, pairs: int = 6, steps: int = 16) -> RunPage:
+    """Read a run's files and decode its pictures; ``preloaded`` = (method, data) skips loading."""
+    import yaml
+
+    from nonvae.config import to_dict
+    from nonvae.pipeline import config_of
+
+    device = torch.device(device)
+    cfg = config_of(path)  # raises CheckpointError for a folder that is neither a run nor an export
+    records = read_records(path)
+    is_export = not (path / "checkpoints").exists() and (path / "autoencoder.safetensors").is_file()
+    page = RunPage(path=path, name=name, kind="export" if is_export else "run", records=records)
+    config_file = path / "config.yaml"
+    page.config_text = (config_file.read_text(encoding="utf-8") if config_file.is_file()
+                        else yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    page.metrics, page.metrics_source = read_metrics(path, records)
+    regs = [k for k, v in vars(cfg.regularizers).items() if v is not None]
+    trained = _trained_steps(path)
+    page.summary = {
+        "kind": "exported model" if is_export else "run directory",
+        "method": cfg.method,
+        "data": f"{cfg.data.name} ({cfg.data.channels}×{cfg.data.image_size}×{cfg.data.image_size})",
+        "backbone": cfg.model.backbone + (f" + {cfg.model.transform} transform" if cfg.model.transform != "none"
+                                          else ""),
+        "regularizers": ", ".join(regs) or "none",
+        "steps trained": f"{trained} of {cfg.train.steps}" if trained is not None else "unknown",
+        "metrics from": page.metrics_source,
+        "path": str(path),
+    }
+
+    try:
+        if preloaded is not None:
+            method, data = preloaded
+        else:
+            from nonvae.data import build_data
+            from nonvae.pipeline import load
+
+            method = load(path, device)
+            data = build_data(cfg.data, cfg.seed)
+        was_training = method.training
+        method.eval()
+        try:
+            pics, page.explorer = model_pictures(method, data.test, device, n_pairs=pairs, steps=steps)
+            page.pictures += pics
+            if cfg.model.backbone == "split":
+                page.pictures += disentangle_pictures(method, data.test, device)
+            page.pictures += latent_pictures(method, data.test, device)
+        finally:
+            method.train(was_training)
+    except Exception as exc:  # a missing dataset or an incompatible checkpoint still gets a report
+        page.notes.append(f"Pictures not decoded from the model ({type(exc).__name__}: {exc}); "
+                          "showing the latest training samples instead." )
+        page.pictures += sample_file_pictures(path)
+        if not page.pictures:
+            page.notes.append("No sample pictures in this folder either.")
+    return page
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """Short column names: the folder name, with its parent when two runs share a name."""
+    names = [p.name or str(p) for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+# --------------------------------------------------------------------------- HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;
+ padding:1em 1.5em;color:#1d1d1f;background:#fafafa;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+h3{margin:1.2em 0 .4em} .muted{color:#666;font-size:.9em}
+table{border-collapse:collapse;margin:.5em 0;background:#fff;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ddd;padding:.3em .7em;text-align:right} th{background:#f0f0f0}
+td.key,th.key{text-align:left;font-family:ui-monospace,monospace} td.dir{text-align:center;color:#666}
+td.best{background:#d9f2d9;font-weight:bold} td.best::after{content:" \\2605";color:#2a7a2a}
+table.summary td{text-align:left}
+figure{margin:.6em 0 1.2em;display:inline-block;vertical-align:top;max-width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #ccc;background:#fff}
+img.px{image-rendering:pixelated;image-rendering:crisp-edges}
+figcaption{font-size:.85em;color:#555;max-width:60em}
+details{background:#fff;border:1px solid #ddd;padding:.4em .8em;margin:.5em 0}
+summary{cursor:pointer;font-weight:600} pre{overflow-x:auto;font-size:.85em}
+.note{background:#fff6dd;border-left:4px solid #e0b000;padding:.4em .8em}
+.explorer{background:#fff;border:1px solid #ddd;padding:.6em 1em;margin:.6em 0}
+.explorer .controls{display:flex;gap:1.5em;align-items:center;flex-wrap:wrap}
+.explorer .frames{display:flex;gap:1em;align-items:flex-end;margin-top:.6em}
+.explorer .frames figure{margin:0;text-align:center} .explorer input[type=range]{width:22em}
+.run{margin-top:2.5em}
+"""
+
+_JS = """
+(function () {
+  document.querySelectorAll('.explorer').forEach(function (ex) {
+    var data = JSON.parse(ex.querySelector('script.explorer-data').textContent);
+    var sel = ex.querySelector('select'), rng = ex.querySelector('input[type=range]');
+    var frame = ex.querySelector('img.frame'), a = ex.querySelector('img.end-a');
+    var b = ex.querySelector('img.end-b'), out = ex.querySelector('output');
+    function show() {
+      var p = data.pairs[+sel.value], k = Math.min(+rng.value, p.frames.length - 1);
+      rng.max = p.frames.length - 1;
+      frame.src = p.frames[k]; a.src = p.a; b.src = p.b;
+      frame.dataset.frame = k;
+      out.textContent = '\\u03b1 = ' + (k / (p.frames.length - 1)).toFixed(2) + '  (frame ' + (k + 1) +
+        ' of ' + p.frames.length + ')';
+    }
+    sel.addEventListener('change', show);
+    rng.addEventListener('input', show);
+    show();
+  });
+})();
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _picture_html(p: Picture) -> str:
+    width = f' width="{p.width}"' if p.width else ""
+    cls = ' class="px"' if p.pixelated else ""
+    cap = f"<figcaption><b>{_e(p.title)}</b>" + (f" — {_e(p.caption)}" if p.caption else "") + "</figcaption>"
+    return f'<figure><img{cls}{width} alt="{_e(p.title)}" src="{p.uri}">{cap}</figure>'
+
+
+def metrics_table_html(pages: Sequence[RunPage]) -> str:
+    """Metric per row, run per column; the best value of each comparable row is marked."""
+    keys: list[str] = []
+    for page in pages:
+        keys += [k for k in page.metrics if k not in keys]
+    if not keys:
+        return '<p class="muted">No evaluation metrics yet: run <code>nonvae eval RUN_DIR</code>.</p>'
+    head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
+    rows = []
+    for key in sorted(keys):
+        direction = metric_direction(key)
+        best = best_of({p.name: p.metrics.get(key) for p in pages}, direction)
+        arrow = {"lower": "↓ lower is better", "higher": "↑ higher is better"}.get(direction or "", "")
+        cells = []
+        for p in pages:
+            v = p.metrics.get(key)
+            cls = ' class="best" title="best"' if p.name in best else ""
+            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+        rows.append(f'<tr><td class="key">{_e(key)}</td><td class="dir">{arrow}</td>{"".join(cells)}</tr>')
+    return (f'<table id="metrics" class="metrics"><thead><tr><th class="key">metric</th><th></th>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def summary_table_html(pages: Sequence[RunPage]) -> str:
+    fields: list[str] = []
+    for p in pages:
+        fields += [k for k in p.summary if k not in fields]
+    head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
+    rows = "".join(
+        f'<tr><td class="key">{_e(f)}</td>' + "".join(f"<td>{_e(p.summary.get(f, '–'))}</td>" for p in pages)
+        + "</tr>" for f in fields)
+    return f'<table class="summary"><thead><tr><th class="key"></th>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def explorer_html(page: RunPage, index: int) -> str:
+    """A pair picker and an alpha slider over precomputed decoded frames (no server, a few lines of JS)."""
+    if not page.explorer:
+        return ""
+    first = page.explorer[0]
+    size = int(first.get("size", 32))
+    scale = max(1, 160 // max(size, 1))
+    disp = size * scale
+    options = "".join(f'<option value="{i}">{_e(p["label"])}</option>' for i, p in enumerate(page.explorer))
+    payload = json.dumps({"pairs": page.explorer}).replace("</", "<\\/")
+    last = len(first["frames"]) - 1
+
+    def img(cls: str, src: str, alt: str) -> str:
+        return f'<img class="px {cls}" width="{disp}" height="{disp}" alt="{alt}" src="{src}">'
+
+    return f"""<div class="explorer" id="explorer-{index}">
+<div class="controls"><label>pair <select aria-label="interpolation pair">{options}</select></label>
+<label>&alpha; <input type="range" min="0" max="{last}" step="1" value="0" aria-label="alpha"></label>
+<output>&alpha; = 0.00</output></div>
+<div class="frames"><figure>{img("end-a", first["a"], "endpoint A")}<figcaption>A (input)</figcaption></figure>
+<figure>{img("frame", first["frames"][0], "decoded interpolation")}<figcaption>decoded at &alpha;</figcaption>
+</figure><figure>{img("end-b", first["b"], "endpoint B")}<figcaption>B (input)</figcaption></figure></div>
+<script type="application/json" class="explorer-data">{payload}</script></div>"""
+
+
+def markdown_html(md: str) -> str:
+    """The small Markdown subset benchmark tables use: headings, pipe tables, paragraphs, `code`."""
+
+    def inline(text: str) -> str:
+        t = _e(text)
+        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+
+    out, para, table = [], [], []
+
+    def flush() -> None:
+        if para:
+            out.append(f"<p>{inline(' '.join(para))}</p>")
+            para.clear()
+        if table:
+            cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in table]
+            body = [r for r in cells if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]
+            if body:
+                head = "".join(f"<th>{inline(c)}</th>" for c in body[0])
+                rows = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body[1:])
+                out.append(f'<table class="md"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
+            table.clear()
+
+    for line in md.splitlines():
+        s = line.strip()
+        if s.startswith("|"):
+            if para:
+                out.append(f"<p>{inline(' '.join(para))}</p>")
+                para.clear()
+            table.append(s)
+        elif not s:
+            flush()
+        elif s.startswith("#"):
+            flush()
+            level = min(6, len(s) - len(s.lstrip("#")) + 2)
+            out.append(f"<h{level}>{inline(s.lstrip('#').strip())}</h{level}>")
+        else:
+            if table:
+                flush()
+            para.append(s)
+    flush()
+    return "\n".join(out)
+
+
+def render_html(pages: Sequence[RunPage], curves: Sequence[Picture], title: str, table_md: str | None = None) -> str:
+    """The whole page as one string."""
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="muted">Written {now} by <code>nonvae report</code> for {len(pages)} '
+        f'{"run" if len(pages) == 1 else "runs"}: {", ".join(_e(p.name) for p in pages)}.</p>',
+    ]
+    if table_md:
+        parts += ['<h2>Benchmark</h2>', f'<div class="benchmark">{markdown_html(table_md)}</div>']
+    parts += ["<h2>Runs</h2>", summary_table_html(pages), "<h2>Metrics</h2>",
+              '<p class="muted">Best value per row marked ★ (where the row has a direction and at least two '
+              "runs report different values).</p>", metrics_table_html(pages), "<h2>Training curves</h2>"]
+    if curves:
+        parts += [_picture_html(p) for p in curves]
+    else:
+        parts.append('<p class="muted">No training metrics (metrics.jsonl) in these folders; exported models '
+                     "keep only their weights and evaluation.</p>")
+    for i, page in enumerate(pages):
+        parts.append(f'<section class="run" id="run-{i}"><h2>{_e(page.name)} <span class="muted">'
+                     f'({_e(page.summary.get("method", ""))} on {_e(page.summary.get("data", ""))})</span></h2>')
+        parts += [f'<p class="note">{_e(n)}</p>' for n in page.notes]
+        parts.append(f"<details><summary>Resolved config ({_e(page.path / 'config.yaml')})</summary>"
+                     f"<pre>{_e(page.config_text)}</pre></details>")
+        parts += [_picture_html(p) for p in page.pictures]
+        if page.explorer:
+            parts.append("<h3>Interpolation explorer</h3><p class=\"muted\">Pick a pair and drag the slider: "
+                         "each position shows the decoded code (1−α)·z_A + α·z_B.</p>")
+            parts.append(explorer_html(page, i))
+        parts.append("</section>")
+    parts += [f"<script>{_JS}</script>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- entry points
+def write_report(run_dirs: Sequence[PathLike], out: PathLike, title: str | None = None,
+                 device: torch.device | str = "cpu", table_md: str | None = None,
+                 preloaded: Mapping[Path, tuple[Any, Any]] | None = None, pairs: int = 6,
+                 steps: int = 16) -> Path:
+    """Write the HTML report for ``run_dirs`` to ``out`` (atomically: a viewer never sees half a file).
+
+    ``preloaded`` maps a run directory to its (method, data) already in memory (the trainer
+    passes its own, so refreshing the report does not reload weights or data).
+    """
+    paths = [Path(p) for p in run_dirs]
+    if pairs < 1 or steps < 2:
+        raise ConfigError(f"nonvae report: need pairs >= 1 and steps >= 2, got pairs={pairs}, steps={steps}")
+    if not paths:
+        raise NonvaeError("nonvae report: give at least one run directory or exported model folder")
+    for p in paths:
+        if not p.exists():
+            raise CheckpointError(f"{p}: no such run directory or model folder")
+    pre = {Path(k).resolve(): v for k, v in (preloaded or {}).items()}
+    names = unique_names(paths)
+    pages = [collect_run(p, n, device, pre.get(p.resolve()), pairs, steps) for p, n in zip(paths, names, strict=True)]
+    curves = curve_pictures({p.name: p.records for p in pages if p.records})
+    if title is None:
+        title = f"nonvae report: {pages[0].name}" if len(pages) == 1 else f"nonvae report: {len(pages)} runs"
+    text = render_html(pages, curves, title, table_md)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def write_comparison(run_dirs: list[Path], out_html: Path, table_md: str | None,
+                     title: str | None = None) -> Path:
+    """For benchmark scripts: the Markdown table beside ``out_html`` (same name, .md) and one HTML
+    report comparing the benchmark's runs with that table on top."""
+    out_html = Path(out_html)
+    if table_md:
+        out_html.parent.mkdir(parents=True, exist_ok=True)
+        out_html.with_suffix(".md").write_text(table_md.rstrip("\n") + "\n", encoding="utf-8")
+    return write_report(run_dirs, out_html, title=title or f"nonvae benchmark: {out_html.stem}", table_md=table_md)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    table_md = Path(args.table).read_text(encoding="utf-8") if args.table else None
+    out = write_report(args.run_dirs, args.out, title=args.title, device=args.device, table_md=table_md,
+                       pairs=args.pairs, steps=args.steps)
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1024:.0f} KiB, self-contained: open it in any browser)")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``nonvae report`` (cli.py imports this module when it is present)."""
+    r = subparsers.add_parser("report", help="one self-contained HTML report for runs and exported models")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or exported model folders")
+    r.add_argument("--out", default="report.html", help="HTML file to write (default: report.html)")
+    r.add_argument("--title", help="page title")
+    r.add_argument("--table", metavar="MD", help="a Markdown file (e.g. a benchmark table) to show on top")
+    r.add_argument("--pairs", type=int, default=6, help="interpolation pairs (default 6)")
+    r.add_argument("--steps", type=int, default=16, help="decoded steps per pair (default 16)")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=cmd_report)
+
+
+__all__ = ["add_parser", "metric_direction", "write_comparison", "write_report"]

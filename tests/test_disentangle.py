@@ -1,0 +1,166 @@
+"""Content disentanglement: the Press architecture, the domain discriminator, training, the transfer metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nonvae.autoencoders import SplitAutoencoder
+from nonvae.cli import main
+from nonvae.config import ModelConfig, load_config
+from nonvae.evaluate.run import evaluate
+from nonvae.evaluate.transfer import add_code, remove_code
+from nonvae.methods import build_method
+from nonvae.regularizers.base import StepView
+from nonvae.train import train
+
+from .conftest import REPO, tiny_overrides
+
+TRANSFER_KEYS = ("removal_mse", "transfer_mse", "domain_leakage", "attribute_r2", "content_accuracy",
+                 "class_kept", "removal_residual")
+
+
+def widths(encoder) -> list[int]:
+    return [m.out_channels for m in encoder.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+
+
+def test_press_architecture_matches_the_official_widths():
+    cfg = load_config(f"{REPO}/configs/celeba/disentangle.yaml").model
+    ae = SplitAutoencoder(cfg, (3, 128, 128))
+    assert widths(ae.content_encoder) == [32, 64, 128, 256, 487, 487]
+    assert widths(ae.attribute_encoder) == [32, 64, 128, 128, 128, 25]
+    assert widths(ae.decoder) == [512, 256, 128, 64, 32, 3]
+    assert ae.latent_shape == (512, 2, 2) and isinstance(ae.decoder.net[-1], torch.nn.Tanh)
+    convs = [m for m in ae.content_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in ae.content_encoder.modules()) == 6
+    # levels follow image size / latent width; the interface is the same as the ACAI-style backbone
+    small = SplitAutoencoder(ModelConfig(backbone="split", arch="press", width=4, latent_width=2, content_dim=6,
+                                         attribute_dim=2, norm="instance", out_activation="tanh"), (1, 16, 16))
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    content, attribute = small.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
+    assert content.shape == (3, 6, 2, 2) and attribute.shape == (3, 2, 2, 2) and (attribute[1] == 0).all()
+    out = small(x, torch.ones(3))
+    assert out["recon"].shape == x.shape and out["z"].shape == (3, 8, 2, 2)
+
+
+def test_shipped_configs():
+    celeba = load_config(f"{REPO}/configs/celeba/disentangle.yaml")
+    t, d = celeba.train, celeba.regularizers.domain
+    assert (celeba.data.image_size, celeba.data.crop, celeba.data.hflip) == (128, 178, True)
+    assert (t.lr, t.betas, t.batch_size, t.grad_clip, t.steps) == (2e-4, [0.5, 0.999], 32, 5.0, 1_250_000)
+    assert d is not None and (d.weight, d.lr, d.grad_clip) == (0.001, 2e-4, 5.0)
+    assert celeba.model.arch == "press" and celeba.model.attribute_dim == 25
+    for name in ("disentangle", "disentangle_acai", "disentangle_augment"):
+        cfg = load_config(f"{REPO}/configs/attributes/{name}.yaml")
+        assert cfg.data.name == "attributes" and cfg.model.arch == "acai" and cfg.regularizers.domain is not None
+    assert load_config(f"{REPO}/configs/attributes/disentangle_acai.yaml").regularizers.acai is not None
+    assert load_config(f"{REPO}/configs/attributes/disentangle_augment.yaml").regularizers.augment is not None
+
+
+def tiny_cfg(**extra):
+    over = {"data.base": "digits", "data.image_size": 16, "data.train_limit": 80, "data.test_limit": 24,
+            "model.width": 4, "model.latent_width": 4, "model.content_dim": 4, "model.attribute_dim": 2,
+            "train.batch_size": 8, "train.steps": 4, "eval.probe_train_limit": 80}
+    over.update(extra)
+    return load_config(f"{REPO}/configs/attributes/disentangle.yaml", tiny_overrides(**over))
+
+
+def test_domain_regularizer_losses():
+    cfg = tiny_cfg(**{"regularizers.domain.weight": 0.5})
+    method = build_method(cfg, (1, 16, 16))
+    reg = method.regularizers["domain"]
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 1, 1, 0, 0, 0])
+    out = method.autoencoder(x, domain)
+    view = StepView({"x": x, "domain": domain}, x, out)
+    logits = reg.discriminator(out["content"])
+    # encoders: both domains pushed to the same label (B's), as the official code
+    expected = 0.5 * F.binary_cross_entropy_with_logits(logits, torch.zeros(6))
+    assert torch.allclose(reg.loss(view)["domain/adv"], expected)
+    # the adversarial term reaches E1 only (E2 is zero for B and never seen by the discriminator)
+    reg.loss(view)["domain/adv"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.autoencoder.content_encoder.parameters())
+    assert all(p.grad is None for p in method.autoencoder.attribute_encoder.parameters())
+    # discriminator: A -> 1, B -> 0, the official sum of the per-domain means
+    adv = reg.adversary_step(view.detached(), lambda name, *a: reg.players()[name](*a), {})
+    want = F.binary_cross_entropy_with_logits(logits[:3], torch.ones(3)) + \
+        F.binary_cross_entropy_with_logits(logits[3:], torch.zeros(3))
+    assert torch.allclose(adv["discriminator"], want.detach(), atol=1e-6)
+    assert 0 <= float(adv["discriminator/accuracy"]) <= 1
+    opt = method.build_optimizers()["discriminator"]
+    assert opt.defaults["betas"] == (0.5, 0.999) and opt.defaults["lr"] == cfg.train.lr
+
+
+def test_discriminator_learns_separable_content():
+    cfg = tiny_cfg()
+    method = build_method(cfg, (1, 16, 16))
+    reg = method.regularizers["domain"]
+    opt = torch.optim.Adam(reg.discriminator.parameters(), lr=1e-2)
+    content = torch.randn(64, *method.autoencoder.latent_shape[1:]).unsqueeze(1).repeat(1, 4, 1, 1)
+    domain = (torch.arange(64) % 2).float()
+    content[:, 0] += 3 * domain.view(-1, 1, 1)
+    view = StepView({"domain": domain}, content, {"content": content})
+    losses = []
+    for _ in range(60):
+        loss = reg.adversary_step(view, lambda name, *a: reg.players()[name](*a), {})["discriminator"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    trainer = train(tiny_cfg(), run_dir)
+    return trainer, run_dir
+
+
+def test_training_run_and_transfer_metrics(tiny_run):
+    trainer, run_dir = tiny_run
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    assert last["step"] == 4 and "domain/adv" in last and "discriminator" in last
+    assert (run_dir / "checkpoints" / "latest" / "discriminator.safetensors").is_file()
+    metrics = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu")
+    for key in TRANSFER_KEYS:
+        assert f"transfer/{key}" in metrics, key
+    for key in ("domain_leakage", "content_accuracy", "class_kept", "class_kept_removal"):
+        assert 0 <= metrics[f"transfer/{key}"] <= 1
+    for key in ("removal_mse", "transfer_mse", "removal_residual", "recon_mse_a", "recon_mse_b"):
+        assert np.isfinite(metrics[f"transfer/{key}"]) and metrics[f"transfer/{key}"] >= 0
+    assert metrics["transfer/attribute_r2"] <= 1
+
+
+def test_removal_of_a_domain_b_image_is_its_own_code(tiny_run):
+    trainer, _ = tiny_run
+    method = trainer.method.eval()
+    test = trainer.data.test
+    idx_b = torch.nonzero(test.extras["domain"] < 0.5).view(-1)[:5]
+    idx_a = torch.nonzero(test.extras["domain"] > 0.5).view(-1)[:5]
+    xb, xa = test.batch(idx_b)["x"], test.batch(idx_a)["x"]
+    assert torch.equal(remove_code(method, xb), method.encode(xb, torch.zeros(5)))
+    assert torch.equal(method.decode(remove_code(method, xb)), method.decode(method.encode(xb, torch.zeros(5))))
+    # adding an A image's own attribute back gives its full code
+    assert torch.equal(add_code(method, xa, xa), method.encode(xa, torch.ones(5)))
+
+
+def test_transfer_cli(tiny_run, tmp_path, capsys):
+    _, run_dir = tiny_run
+    out = tmp_path / "grid.png"
+    assert main(["transfer", str(run_dir), "--n", "3", "--out", str(out)]) == 0
+    data = np.load(out.with_suffix(".npz"))
+    assert data["added"].shape == (3, 3, 1, 16, 16) and data["removed"].shape == (3, 1, 16, 16)
+    from PIL import Image
+
+    assert Image.open(out).size == (5 * 18 + 2, 5 * 18 + 2)  # 2 + 3 donors columns, 1 + 3 + 1 rows
+    assert main(["transfer", str(run_dir), "--content", "0", "1", "--donor", "2", "--out", str(out)]) == 0
+    assert np.load(out.with_suffix(".npz"))["added"].shape == (2, 1, 1, 16, 16)
+    assert main(["transfer", str(run_dir), "--content", "999", "--out", str(out)]) == 2
+    assert "test set has" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""The trainer's speed paths: fused Adam, bf16 autocast + channels_last, batches drawn ahead, the
+DDP unused-parameter probe; and (when a GPU is present) the CUDA path with pinned batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nonvae.train import Batches, Trainer, train
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_single_thread(monkeypatch):
+    """No HTML reports, one intra-op thread (2 spinning OpenMP threads crawl on 2 shared cores)."""
+    monkeypatch.setenv("NONVAE_REPORT", "0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def weights(run_dir, player="autoencoder"):
+    return load_file(str(run_dir / "checkpoints" / "latest" / f"{player}.safetensors"))
+
+
+def fused_flags(trainer: Trainer) -> set:
+    return {bool(g.get("fused")) for opt in trainer.optimizers.values() for g in opt.param_groups}
+
+
+def test_fused_adam_default_and_switching_on_resume(tmp_path, tiny_lines):
+    """The config, not the checkpoint, picks the Adam kernel; the step counters follow it."""
+    cfg = tiny_lines("configs/lines/acai.yaml", **{"train.steps": 2})
+    assert cfg.train.fused_adam
+    unfused = {"train.fused_adam": False}
+    first = train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 2, **unfused}), tmp_path)
+    assert fused_flags(first) == {False}
+    second = train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 3}), tmp_path)
+    assert second.step == 3 and fused_flags(second) == {True}
+    steps = [st["step"] for opt in second.optimizers.values() for st in opt.state.values()]
+    assert steps and all(s.dtype == torch.float32 and float(s) == 3 for s in steps)
+    third = train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 4, **unfused}), tmp_path)
+    assert third.step == 4 and fused_flags(third) == {False}
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path).values())
+
+
+def test_bf16_channels_last_resumes_exactly(tmp_path, tiny_lines):
+    over = {"train.precision": "bf16", "train.channels_last": True}
+    train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 4, **over}), tmp_path / "full")
+    train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 2, **over}), tmp_path / "split")
+    train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 4, **over}), tmp_path / "split")
+    for player in ("autoencoder", "critic"):
+        a, b = weights(tmp_path / "full", player), weights(tmp_path / "split", player)
+        assert all(torch.equal(a[k], b[k]) for k in a), player
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r["kind"] == "train"]
+    assert losses and all(loss == loss and abs(loss) < 1e3 for loss in losses)
+
+
+def test_unused_parameter_probe(tmp_path, tiny_lines):
+    """A parameter outside every loss is found (DDP then needs find_unused_parameters); the RNG is kept."""
+    trainer = Trainer(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 1}), tmp_path)
+    trainer.method.autoencoder.spare = torch.nn.Parameter(torch.zeros(3))
+    rng = torch.get_rng_state()
+    unused = trainer.unused_parameters()
+    assert unused == {"autoencoder": ["spare"], "critic": []}
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(p.grad is None for p in trainer.method.parameters())  # the probe ran on a copy
+
+
+def test_batches_drawn_ahead_are_the_source_batches(tiny_digits):
+    from nonvae.data import build_data
+
+    cfg = tiny_digits()
+    source = build_data(cfg.data, cfg.seed).train
+    batches = Batches(source, 8, 0, 1, torch.device("cpu"), channels_last=True, total_steps=10, ahead=True)
+    try:
+        for step in (0, 1, 2, 5, 6, 9):  # in order, then a jump (the queued batch is dropped)
+            got, want = batches.get(step), source.batch(step, 8)
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+            assert got["x"].is_contiguous(memory_format=torch.channels_last)
+    finally:
+        batches.close()
+
+
+@cuda
+def test_cuda_bf16_channels_last_fused_and_resume(tmp_path, tiny_lines):
+    over = {"train.device": "cuda", "train.precision": "bf16", "train.channels_last": True}
+    trainer = train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 3, **over}), tmp_path)
+    assert trainer.device.type == "cuda" and fused_flags(trainer) == {True}
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.benchmark
+    resumed = train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 5, **over}), tmp_path)
+    assert resumed.step == 5
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path).values())
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == r["loss"] for r in rows if r["kind"] == "train")
+
+
+@cuda
+def test_cuda_batches_are_pinned_and_drawn_ahead(tiny_digits):
+    from nonvae.data import build_data
+
+    cfg = tiny_digits()
+    source = build_data(cfg.data, cfg.seed).train
+    batches = Batches(source, 8, 0, 1, torch.device("cuda"), channels_last=False, total_steps=4)
+    try:
+        assert batches._pool is not None and batches._draw(0)["x"].is_pinned()
+        for step in range(4):
+            got = batches.get(step)
+            assert got["x"].is_cuda and torch.equal(got["x"].cpu(), source.batch(step, 8)["x"])
+    finally:
+        batches.close()
