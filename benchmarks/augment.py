@@ -11,8 +11,9 @@ ACAI-specific) and measures:
 - linear-probe accuracy (fitted on clean training codes) on clean test images and on the same
   test images each under one op drawn from P_T (one fixed draw shared by every method).
 
-Recon MSE and the clean probe come from ``nonvae.evaluate.run.evaluate``; the rest encodes only
-(no decoding), which keeps the evaluation a small part of a short CPU budget.
+Recon MSE comes from ``nonvae.evaluate.run.evaluate`` (its probe is switched off: the probes here
+fit on codes computed once, encoder only, which keeps the evaluation cheap next to a short CPU
+budget; the clean probe is the same fit ``evaluate`` would make).
 
 ``--finetune-steps N`` adds a fourth row: the trained baseline fine-tuned for N more steps with
 configs/fashion_mnist/augment_finetune.yaml (``init.from``), at the same learning rate.
@@ -49,7 +50,7 @@ def shared(budget: int, args: argparse.Namespace) -> list[str]:
         f"train.steps={budget}", f"train.eval_every={budget + 1}", f"train.checkpoint_every={budget}",
         "train.sample_every=100000000", "train.log_every=50", "train.progress=false",
         "train.tensorboard=false",
-        f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false",
+        f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false", "eval.probe=false",
         f"eval.probe_train_limit={args.probe_train}", f"data.test_limit={args.test_images}",
     ]
 
@@ -63,7 +64,7 @@ def codes(method, x: torch.Tensor, device: torch.device, batch_size: int) -> tor
 
 
 def measure(method, data, cfg, device: torch.device, augmentation, args: argparse.Namespace) -> dict:
-    """Latent distance per op and probe accuracy on augmented test images (clean ones: ``evaluate``)."""
+    """Latent distance per op and probe accuracy on clean and augmented test images (one probe fit each)."""
     from nonvae.evaluate.probe import linear_probe
 
     test, bs = data.test, cfg.eval.batch_size
@@ -73,11 +74,14 @@ def measure(method, data, cfg, device: torch.device, augmentation, args: argpars
     torch.manual_seed(12345)  # the same augmented test set for every method
     x_aug, _ = augmentation(x_test)
     z_aug = codes(method, x_aug, device, bs)
-    probe = linear_probe(z_train, train.labels, z_aug, test.labels)
-    out = {"probe/accuracy_augmented": probe["probe/accuracy"]}
+    z_test = codes(method, x_test, device, bs)
+    out = {
+        "probe/accuracy": linear_probe(z_train, train.labels, z_test, test.labels)["probe/accuracy"],
+        "probe/accuracy_augmented": linear_probe(z_train, train.labels, z_aug, test.labels)["probe/accuracy"],
+    }
     # distances on the first n test images; the scale: distance between two different images' codes
     n = min(args.dist_images, len(test))
-    z = codes(method, x_test[:n], device, bs)
+    z = z_test[:n]
     out["dist/pairs"] = float((z - z.roll(1, 0)).norm(dim=1).mean())
     for name in augmentation.names:
         torch.manual_seed(54321)

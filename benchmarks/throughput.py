@@ -277,8 +277,10 @@ def child_eval(spec: dict) -> dict:
         f"train.checkpoint_every={steps}", "train.sample_every=100000000", "train.progress=false",
         "train.tensorboard=false", "train.device=cpu"])
     data = build_data(cfg.data, cfg.seed)
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = train(cfg, Path(tmp) / "run") if steps else None
+    train_seconds = time.perf_counter() - start
     method = trainer.method if trainer else None
     if method is None:
         from nonvae.methods import build_method
@@ -287,7 +289,7 @@ def child_eval(spec: dict) -> dict:
     method.eval()
     device = torch.device("cpu")
     start = time.perf_counter()
-    z_train, _ = encode_all(method, data.train_set, device, cfg.eval.batch_size)
+    z_train, _ = encode_all(method, data.train_set, device, cfg.eval.batch_size, recon=False)  # as evaluate()
     encode_train = time.perf_counter() - start
     start = time.perf_counter()
     z_test, mse = encode_all(method, data.test, device, cfg.eval.batch_size)
@@ -295,7 +297,8 @@ def child_eval(spec: dict) -> dict:
     start = time.perf_counter()
     probe = linear_probe(z_train, data.train_set.labels.numpy(), z_test, data.test.labels.numpy())
     probe_seconds = time.perf_counter() - start
-    return {"train_steps": steps, "latents": list(z_train.shape), "encode_train_seconds": encode_train,
+    return {"train_steps": steps, "train_seconds": train_seconds, "threads": torch.get_num_threads(),
+            "latents": list(z_train.shape), "encode_train_seconds": encode_train,
             "encode_test_seconds": encode_test, "probe_seconds": probe_seconds,
             "total_seconds": encode_train + encode_test + probe_seconds, "recon/mse": mse, **probe}
 

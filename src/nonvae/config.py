@@ -163,6 +163,7 @@ class InitConfig:
     """Start from another run's weights (fine-tuning)."""
 
     from_: str | None = None
+    required: bool = False  # fail instead of training from scratch when ``from`` is not given
 
 
 @dataclass
@@ -307,6 +308,7 @@ _CHOICES = {
     "model.transform": ("none", "standardize", "minmax"),
     "train.precision": ("fp32", "bf16"),
     "train.nonfinite": ("stop", "skip"),
+    "regularizers.ltae.scope": ("sample", "batch"),
 }
 _POSITIVE = {
     "data.image_size",

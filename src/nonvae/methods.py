@@ -179,6 +179,9 @@ class Method(nn.Module):
                 m.requires_grad_(True)
         logs = {k: float(v.detach()) for k, v in losses.items()}
         logs["loss"] = float(total.detach())
+        with torch.no_grad():  # diagnostics that are logged, never optimised
+            for reg in self.regularizers.values():
+                logs.update({k: float(v) for k, v in reg.log_terms(view).items()})
 
         # 2) adversaries, from detached tensors
         if adversaries:

@@ -365,6 +365,9 @@ class Trainer:
                     print(f"note: the global batch changes from {old} ({old_world} x {old_batch}) to {new} "
                           f"({self.dist.world} x {self.cfg.train.batch_size}) at step {self.step}; "
                           f"train.batch_size={old // self.dist.world} keeps it", file=sys.stderr)
+        elif self.cfg.init.required and not self.cfg.init.from_:
+            raise ConfigError("config key 'init.from': this config fine-tunes a trained run; "
+                              "pass --set init.from=RUN_DIR")
         elif self.cfg.init.from_:
             from nonvae.pipeline import checkpoint_dir_of
 

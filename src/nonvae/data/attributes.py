@@ -27,12 +27,12 @@ from nonvae.config import DataConfig
 from nonvae.data.base import ImageSet
 from nonvae.errors import DataError
 
-OVERLAY_MAX = 64  # uint8 levels the overlay may add at full intensity
+OVERLAY_MAX = 96  # uint8 levels the overlay may add at full intensity
 CLEAN_MAX = 255 - OVERLAY_MAX  # base images are scaled into [0, CLEAN_MAX]
 FACTOR_NAMES = ("size", "height", "spacing", "intensity")
 # factor ranges as fractions of the image size (intensity: of OVERLAY_MAX)
 RANGES = {"size": (0.09, 0.15), "height": (0.28, 0.50), "spacing": (0.42, 0.58), "intensity": (0.5, 1.0)}
-TINT = 0.35  # lens tint relative to the frame
+TINT = 0.5  # lens tint relative to the frame
 TEST_SEED = 20_190_501  # the test split does not depend on the run seed
 SHAPES_PER_SPLIT = {"train": 6000, "test": 1000}
 
@@ -50,7 +50,7 @@ def overlay_coverage(factors: np.ndarray, size: int) -> np.ndarray:
     r, cy, d = f[:, 0, None, None], f[:, 1, None, None], f[:, 2, None, None]
     grid = np.arange(size, dtype=np.float32) + 0.5
     yy, xx = grid[None, :, None], grid[None, None, :]
-    half = max(0.5, 0.025 * size)  # half the frame thickness
+    half = max(0.75, 0.05 * size)  # half the frame thickness (3.2 px frames at 32 px)
     cover = np.zeros((len(f), size, size), dtype=np.float32)
     for side in (-1.0, 1.0):
         cx = size / 2 + side * d / 2

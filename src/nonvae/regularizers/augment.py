@@ -10,8 +10,7 @@ pass. The domain of t(x) is the domain of x (split backbone).
 
 Also reported, without gradient: ``augment/dist/<op>``, the mean latent distance
 ||f(x) - f(t(x))|| over the examples that drew that op this step (how invariant
-the code is to each op). They are detached, so they move no weight; see
-``log_terms``.
+the code is to each op), logged through ``log_terms`` and never optimised.
 """
 
 from __future__ import annotations
@@ -52,8 +51,6 @@ class CrossAugmentation(Regularizer):
         tx = view.extra_in[self.name]["x"]
         recon_t = view.extra_out[self.name]["recon"]
         terms = {f"{self.name}/cross": self.cfg.weight * cross_loss(view.out["recon"], recon_t, view.x, tx)}
-        # detached: logged, no gradient (until Method has a log-only hook, they are also summed into 'loss')
-        terms.update(self.log_terms(view))
         return terms
 
     @torch.no_grad()

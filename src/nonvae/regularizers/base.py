@@ -63,6 +63,10 @@ class Regularizer(nn.Module):
         """Weighted terms to add to the autoencoder loss, keyed '<name>/<term>'."""
         return {}
 
+    def log_terms(self, view: StepView) -> dict[str, torch.Tensor]:
+        """Diagnostics logged each step but not added to the loss (e.g. latent distances)."""
+        return {}
+
     def players(self) -> dict[str, nn.Module]:
         """Adversary networks trained by this regularizer, by name."""
         return {}
