@@ -44,3 +44,16 @@ def write_outputs(out: Path, name: str, header: str, table: str, payload: dict) 
     (out / f"{name}.md").write_text(header + "\n\n" + table + "\n")
     (out / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     print(header + "\n\n" + table)
+
+
+def comparison_report(run_dirs: list[Path], out_html: Path, table_md: str) -> None:
+    """The benchmark's HTML comparison (never fails the benchmark: a warning instead)."""
+    import sys
+
+    from nonvae.report import write_comparison
+
+    try:
+        write_comparison(run_dirs, out_html, table_md)
+        print(f"comparison report: {out_html}")
+    except Exception as exc:  # noqa: BLE001 - the numbers are already written
+        print(f"warning: could not write {out_html}: {exc}", file=sys.stderr)

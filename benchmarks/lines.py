@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import train_and_evaluate  # noqa: E402
+from common import comparison_report, train_and_evaluate  # noqa: E402
 
 # The CPU schedule, identical for both methods (the paper's 1e-4 needs ~2^24 samples).
 SHARED = ["train.lr=1e-3", "train.log_every=100", "train.checkpoint_every=1000", "train.sample_every=1000000"]
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "lines.json").write_text(json.dumps({"budget_steps": args.budget_steps, "results": results},
                                                indent=1, default=str).replace("NaN", "null") + "\n")
     print(header + md)
+    comparison_report([out / "ae", out / "acai"], out / "lines.html", header + md)
     ok = all(results["acai"][k] < results["ae"][k] for k in ("lines/mean_distance", "lines/smoothness"))
     print(f"\nACAI beats the baseline on both metrics: {'yes' if ok else 'no'}")
     print(f"results in {out.resolve()}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, train_and_evaluate, write_outputs  # noqa: E402
+from common import comparison_report, markdown_table, train_and_evaluate, write_outputs  # noqa: E402
 
 SHARED = ["train.lr=1e-3", "train.log_every=100", "train.checkpoint_every=1000", "train.sample_every=1000000"]
 
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Fashion-MNIST probe benchmark: {args.budget_steps} steps × batch 64 per run, seed {args.seed}, "
               f"overrides {SHARED + args.set}")
     write_outputs(out, "probe", header, table, {"budget_steps": args.budget_steps, "rows": rows})
+    comparison_report(sorted(p for p in out.iterdir() if (p / "config.yaml").is_file()), out / "probe.html",
+                      header + "\n\n" + table)
     return 0
 
 

@@ -4,10 +4,10 @@ For each config at 32 px (lines / Fashion-MNIST size) and 128 px (CelebA size) i
 training steps of the real trainer path (``Trainer`` + ``Method.train_step``: autocast, channels_last,
 fused Adam, torch.compile as configured) on a synthetic in-memory batch, and reports:
 
-- images/s, and its ratio to plain eager fp32 (unfused Adam, NCHW, no autocast, default threads);
+- images/s, and its ratio to plain eager fp32 (unfused Adam, NCHW, no autocast, ``--threads``);
 - model GFLOP per image (``torch.utils.flop_counter.FlopCounterMode`` over one whole step, both
   players, forward and backward) and the achieved FLOP/s as a share of this machine's 2048x2048
-  matmul rate in the dtype in use, measured in the same run;
+  matmul rate in the dtype in use, measured in the same process with the same threads right after;
 - peak memory: ``ru_maxrss`` of a fresh subprocess per variant (peak, and the increase over the
   built model before the first step) on CPU; ``torch.cuda.max_memory_allocated`` on GPU.
 
@@ -15,12 +15,15 @@ Separately: the data pipeline alone (``LinesStream.batch``, ``ArrayStream.batch`
 and over a synthetic uint8 128 px set, the two-domain sampler), and optionally (``--quality-steps``)
 a side-by-side lines run at the same budget in fp32 and bf16, scored like ``nonvae eval``.
 
-    python benchmarks/throughput.py --out results/throughput.json            # full (~15-25 min, 2 cores)
-    python benchmarks/throughput.py --quick --out results/throughput_quick.json
-    python benchmarks/throughput.py --quality-steps 1000 --configs none      # bf16 quality check only
+    python benchmarks/throughput.py --threads 1 --out results/throughput.json   # full, ~30 min on 2 cores
+    python benchmarks/throughput.py --quick --threads 1 --out results/throughput_quick.json
+    python benchmarks/throughput.py --quality-steps 2000 --configs none --threads 1  # bf16 quality only
 
 Timings are the best of several windows (robust to other processes on a shared machine); the
-load average before and after is recorded in the JSON.
+load average before and after is recorded in the JSON. On a machine other processes also use,
+pass ``--threads 1``: OpenMP threads spin while they wait for each other, and with 2 threads on 2
+busy cores a step can take 10x longer or more, which drowns every other difference (the
+"torch default threads" variants show it).
 """
 
 from __future__ import annotations
@@ -54,12 +57,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "fused Adam": ({"train.fused_adam": True}, {}),
     "fused + bf16 + channels_last": ({"train.fused_adam": True, "train.precision": "bf16",
                                       "train.channels_last": True}, {}),
+    "torch default threads": ({"train.threads": None}, {}),
+    "default threads + OMP_WAIT_POLICY=PASSIVE": ({"train.threads": None}, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "threads=1": ({"train.threads": 1}, {}),
-    "OMP_WAIT_POLICY=PASSIVE": ({}, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "torch.compile": ({"train.compile": True}, {}),
 }
 QUICK_VARIANTS = ["eager fp32", "channels_last", "bf16 + channels_last", "fused Adam",
-                  "fused + bf16 + channels_last", "threads=1"]
+                  "fused + bf16 + channels_last", "torch default threads"]
 FULL_128 = ["eager fp32", "channels_last", "bf16", "bf16 + channels_last", "fused Adam",
             "fused + bf16 + channels_last"]
 COMPILE_CONFIGS = ["lines/acai"]  # torch.compile costs minutes per model on 2 cores: one config, 32 px
@@ -98,6 +102,11 @@ def matmul_rate(dtype_name: str, device_name: str, seconds: float = 1.0, n: int 
                     break
         best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
     return best
+
+
+def _kv(key: str, value) -> str:
+    """A --set override; None is YAML's null."""
+    return f"{key}={'null' if value is None else value}"
 
 
 def _maxrss_mb() -> float:
@@ -143,13 +152,14 @@ def child_train(spec: dict) -> dict:
     overrides = {**PLAIN, **spec["overrides"], "data.image_size": spec["size"],
                  "train.batch_size": spec["batch"], "train.device": spec["device"],
                  "train.progress": False, "train.tensorboard": False}
-    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [f"{k}={v}" for k, v in overrides.items()])
+    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
     bundle, images = synthetic_bundle(cfg, spec["batch"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, data=bundle)
     device = trainer.device
     batch = Batches(bundle.train, spec["batch"], 0, 1, device, cfg.train.channels_last, 1, ahead=False).get(0)
     method = trainer.method.train()
+    dtype = "bf16" if cfg.train.precision == "bf16" else "fp32"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_built = _maxrss_mb()
@@ -171,6 +181,8 @@ def child_train(spec: dict) -> dict:
     with FlopCounterMode(display=False) as counter:  # eager modules: compiled graphs hide their ops
         method.train_step(batch, step, trainer.optimizers)
     flops = counter.get_total_flops()
+    peak_rss = _maxrss_mb()
+    matmul = matmul_rate(dtype, str(device))  # same process and threads, right after the steps
     out = {
         "images_per_step": images,
         "step_seconds_best": min(windows),
@@ -181,13 +193,15 @@ def child_train(spec: dict) -> dict:
         "gflop_per_image": flops / images / 1e9,
         "achieved_gflop_per_s": flops / min(windows) / 1e9,
         "threads": torch.get_num_threads(),
-        "dtype": "bf16" if cfg.train.precision == "bf16" else "fp32",
+        "dtype": dtype,
+        "matmul_gflop_per_s": matmul / 1e9,
+        "utilization": flops / min(windows) / matmul,
     }
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        out["peak_mb"] = _maxrss_mb()
-        out["step_mb"] = out["peak_mb"] - rss_built
+        out["peak_mb"] = peak_rss
+        out["step_mb"] = peak_rss - rss_built
     return out
 
 
@@ -248,7 +262,7 @@ def child_quality(spec: dict) -> dict:
                  f"train.steps={steps}", "train.lr=1e-3", "train.log_every=100",
                  f"train.eval_every={steps + 1}", f"train.checkpoint_every={steps}",
                  "train.sample_every=100000000", "train.progress=false", "train.tensorboard=false",
-                 "train.device=cpu", *spec.get("set", [])]
+                 "train.device=cpu", _kv("train.threads", spec.get("threads")), *spec.get("set", [])]
     cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
@@ -275,7 +289,7 @@ def child_eval(spec: dict) -> dict:
     cfg = load_config(REPO / "configs" / "fashion_mnist" / "ae.yaml", [
         f"train.steps={steps}", "train.lr=1e-3", f"train.eval_every={steps + 1}",
         f"train.checkpoint_every={steps}", "train.sample_every=100000000", "train.progress=false",
-        "train.tensorboard=false", "train.device=cpu"])
+        "train.tensorboard=false", "train.device=cpu", _kv("train.threads", spec.get("threads"))])
     data = build_data(cfg.data, cfg.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -346,6 +360,8 @@ def markdown(result: dict) -> str:
              f"before, {result['loadavg_after'][0]:.1f} after.",
              f"Matmul 2048x2048 in this run: fp32 {rates['fp32']:.0f} GFLOP/s, "
              f"bf16 {rates['bf16']:.0f} GFLOP/s.",
+             f"Variants run with {result['threads_label']}; utilisation = achieved model FLOP/s / the "
+             "2048x2048 matmul rate in the dtype in use, measured in the same process right after.",
              "", "| config | px | images/step | variant | images/s | × eager fp32 | GFLOP/image "
              "| % of matmul rate (dtype) | peak MB (step +MB) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
@@ -355,7 +371,7 @@ def markdown(result: dict) -> str:
         if "error" in r:
             lines.append(f"{head} error: {r['error'][:90]} | | | | |")
             continue
-        util = 100 * r["achieved_gflop_per_s"] / rates[r["dtype"]]
+        util = 100 * r["utilization"]
         mem = f"{r['peak_mb']:.0f}" + (f" (+{r['step_mb']:.0f})" if "step_mb" in r else "")
         lines.append(f"{head} {r['images_per_s']:.0f} | {fmt(row.get('ratio'), '.2f')} | "
                      f"{r['gflop_per_image']:.3f} | {util:.0f}% ({r['dtype']}) | {mem} |")
@@ -397,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64, help="batch at 32 px (per domain for two-domain data)")
     p.add_argument("--batch-128", type=int, default=None, help="batch at 128 px (default: 16 CPU, 64 GPU)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads of every variant (default: torch's)")
+    p.add_argument("--quality-configs", nargs="*", default=["lines/ae"], help="configs of the bf16 check")
     p.add_argument("--compile", choices=["none", "one", "all"], default=None,
                    help="torch.compile variant: none, one (lines/acai at 32 px; full default), all")
     p.add_argument("--quality-steps", type=int, default=0, help="also run the fp32-vs-bf16 lines check")
@@ -422,15 +441,21 @@ def main(argv: list[str] | None = None) -> int:
     configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else CONFIGS)
     configs = [c for c in configs if c != "none" and (REPO / "configs" / f"{c}.yaml").is_file()]
     compile_mode = args.compile or ("none" if args.quick else "one")
-    timing = {"warmup": 1, "steps": 2, "windows": 2}
+    timing = {32: {"warmup": 1, "steps": 2, "windows": 2}, 128: {"warmup": 1, "steps": 1, "windows": 2}}
     if not args.quick:
-        timing = {"warmup": 2, "steps": 4, "windows": 3}
+        timing = {32: {"warmup": 2, "steps": 4, "windows": 3}, 128: {"warmup": 1, "steps": 2, "windows": 2}}
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    base_threads = {"train.threads": args.threads}
     batch_128 = args.batch_128 or (64 if gpu else (8 if args.quick else 16))
 
     started = time.time()
     command = " ".join(["python benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     result: dict = {"command": command, "machine": machine(device), "loadavg_before": list(os.getloadavg()),
-                    "timing": timing, "rows": []}
+                    "timing": timing, "rows": [],
+                    "threads_label": f"{args.threads} thread(s)" if args.threads else "torch's threads"}
     result["matmul_gflop_per_s"] = {d: matmul_rate(d, device) / 1e9 for d in ("fp32", "bf16")}
     print(f"matmul GFLOP/s: {result['matmul_gflop_per_s']}", file=sys.stderr)
 
@@ -439,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             default = QUICK_VARIANTS if args.quick else (FULL_128 if size > 32 else list(VARIANTS))
             names = args.variants or default
             if args.variants is None:
-                names = [n for n in names if n != "torch.compile"]
+                names = [n for n in names if n != "torch.compile"
+                         and not (n == "threads=1" and args.threads == 1)]
                 one = compile_mode == "one" and config in COMPILE_CONFIGS and size == 32
                 if compile_mode == "all" or one:
                     names.append("torch.compile")
@@ -448,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 overrides, env = VARIANTS[name]
                 spec = {"config": config, "size": size, "batch": batch, "device": device,
-                        "overrides": overrides, **timing}
+                        "overrides": {**base_threads, **overrides}, **timing[32 if size <= 32 else 128]}
                 if name == "torch.compile":
                     spec["warmup"] = 3
                 r = run_child("train", spec, env, args.timeout)
@@ -465,16 +491,17 @@ def main(argv: list[str] | None = None) -> int:
         result["data"] = run_child("data", {"windows": 3, "calls": 5 if args.quick else 20}, {}, args.timeout)
     eval_steps = args.eval_scale if args.eval_scale is not None else (-1 if args.quick else 200)
     if eval_steps >= 0:
-        result["eval_scale"] = run_child("eval", {"train_steps": eval_steps}, {}, args.timeout)
+        result["eval_scale"] = run_child("eval", {"train_steps": eval_steps, "threads": args.threads}, {},
+                                         args.timeout)
         print(f"evaluation at scale: {result['eval_scale']}", file=sys.stderr)
     if args.quality_steps:
         result["quality_steps"] = args.quality_steps
         result["quality"] = []
-        for config in ("lines/ae", "lines/acai"):
+        for config in args.quality_configs:
             for precision, cl in (("fp32", False), ("bf16", True)):
                 extra = ["regularizers.acai.warmup_steps=500"] if config == "lines/acai" else []
                 spec = {"config": config, "precision": precision, "channels_last": cl,
-                        "steps": args.quality_steps, "set": extra}
+                        "steps": args.quality_steps, "set": extra, "threads": args.threads}
                 r = run_child("quality", spec, {}, 3600)
                 label = "bf16 + channels_last" if cl else precision
                 result["quality"].append({"config": config, "precision": label, "result": r})

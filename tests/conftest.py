@@ -23,6 +23,7 @@ def tiny_overrides(**extra: object) -> list[str]:
         "train.checkpoint_every": 1000,
         "train.progress": False,
         "train.tensorboard": False,
+        "train.report": False,
         "eval.lines_pairs": 8,
         "eval.batch_size": 64,
     }

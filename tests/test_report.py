@@ -39,12 +39,10 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny ACAI lines run (a periodic evaluation at step 2, samples, eval.json) and its export."""
     root = tmp_path_factory.mktemp("report")
     over = {"data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4, "data.test_limit": 64,
-            "train.steps": 4, "train.eval_every": 2, "train.sample_every": 2}
+            "train.steps": 4, "train.eval_every": 2, "train.sample_every": 2, "train.report": True}
     cfg = load_config(os.path.join(REPO, "configs/lines/acai.yaml"), tiny_overrides(**over))
     run = root / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NONVAE_REPORT", "1")  # the trainer refreshes RUN_DIR/report.html
-        train(cfg, run)
+    train(cfg, run)  # train.report: the trainer refreshes RUN_DIR/report.html
     assert main(["eval", str(run)]) == 0
     exported = export(run, root / "exported")
     return run, exported

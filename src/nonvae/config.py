@@ -90,6 +90,7 @@ class TrainConfig:
     detect_anomaly: bool = False
     progress: bool = True
     tensorboard: bool = True
+    report: bool = True  # keep RUN_DIR/report.html up to date at each evaluation and at the end
     # torch.distributed collective timeout: a rank that dies makes the others fail after this many
     # seconds instead of hanging forever (passed to init_process_group)
     dist_timeout_s: float = 600.0

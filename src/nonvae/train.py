@@ -520,11 +520,8 @@ class Trainer:
         self.write_report()
 
     def write_report(self) -> None:
-        """Refresh RUN_DIR/report.html (rank 0); a failing report only warns, it never stops training.
-
-        NONVAE_REPORT=0 in the environment switches it off (e.g. for many tiny test runs).
-        """
-        if not self.dist.is_main or os.environ.get("NONVAE_REPORT", "1") == "0":
+        """Refresh RUN_DIR/report.html (rank 0, ``train.report``); a failing report only warns."""
+        if not self.dist.is_main or not self.cfg.train.report:
             return
         out = self.run_dir / "report.html"
         try:
