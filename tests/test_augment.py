@@ -15,16 +15,8 @@ from nonvae.methods import build_method
 from nonvae.regularizers.augment import measure_op
 from nonvae.train import Trainer, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import REPO
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 NEW_CONFIGS = ["fashion_mnist/ae_augment.yaml", "fashion_mnist/acai_augment.yaml",
                "fashion_mnist/augment_finetune.yaml", "lines/acai_augment.yaml"]
 

@@ -17,16 +17,7 @@ from nonvae.regularizers.base import StepView
 from nonvae.regularizers.ltae import minmax, standardize
 from nonvae.train import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from .conftest import REPO
 
 
 def test_standardize_by_hand():
