@@ -67,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="extra overrides for both methods")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--only", choices=["ae", "acai"], help="train just one method (e.g. two processes in "
+                   "parallel); a later run without --only resumes both, evaluates and writes the table")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        run_one(args.only, args.budget_steps, out, args.set, args.seed)
+        return 0
     results = {name: run_one(name, args.budget_steps, out, args.set, args.seed) for name in ("ae", "acai")}
     md = table(results)
     header = (f"Lines benchmark: {args.budget_steps} steps × batch 64 per method, seed {args.seed}, "

@@ -449,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     base_threads = {"train.threads": args.threads}
+    # OMP_NUM_THREADS also caps OpenBLAS (numpy, scikit-learn's probe), whose threads spin the same way
+    base_env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     batch_128 = args.batch_128 or (64 if gpu else (8 if args.quick else 16))
 
     started = time.time()
@@ -477,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
                         "overrides": {**base_threads, **overrides}, **timing[32 if size <= 32 else 128]}
                 if name == "torch.compile":
                     spec["warmup"] = 3
-                r = run_child("train", spec, env, args.timeout)
+                own_threads = overrides.get("train.threads", args.threads) is not None
+                r = run_child("train", spec, {**(base_env if own_threads else {}), **env}, args.timeout)
                 row = {"config": config, "size": size, "batch": batch, "variant": name, "result": r}
                 if name == "eager fp32" and "error" not in r:
                     base = r["images_per_s"]
@@ -488,11 +491,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{config:26s} {size:4d} px  {name:30s} {shown}", file=sys.stderr)
 
     if not args.no_data:
-        result["data"] = run_child("data", {"windows": 3, "calls": 5 if args.quick else 20}, {}, args.timeout)
+        result["data"] = run_child("data", {"windows": 3, "calls": 5 if args.quick else 20}, base_env,
+                                   args.timeout)
     eval_steps = args.eval_scale if args.eval_scale is not None else (-1 if args.quick else 200)
     if eval_steps >= 0:
-        result["eval_scale"] = run_child("eval", {"train_steps": eval_steps, "threads": args.threads}, {},
-                                         args.timeout)
+        spec = {"train_steps": eval_steps, "threads": args.threads}
+        result["eval_scale"] = run_child("eval", spec, base_env, args.timeout)
         print(f"evaluation at scale: {result['eval_scale']}", file=sys.stderr)
     if args.quality_steps:
         result["quality_steps"] = args.quality_steps
@@ -502,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = ["regularizers.acai.warmup_steps=500"] if config == "lines/acai" else []
                 spec = {"config": config, "precision": precision, "channels_last": cl,
                         "steps": args.quality_steps, "set": extra, "threads": args.threads}
-                r = run_child("quality", spec, {}, 3600)
+                r = run_child("quality", spec, base_env, 3600)
                 label = "bf16 + channels_last" if cl else precision
                 result["quality"].append({"config": config, "precision": label, "result": r})
                 print(f"quality {config} {label}: {r}", file=sys.stderr)
