@@ -387,17 +387,19 @@ def markdown(result: dict) -> str:
                   f"linear_probe {ev['probe_seconds']:.1f} s (test accuracy {ev['probe/accuracy']:.3f}); "
                   f"total {ev['total_seconds']:.1f} s."]
     if result.get("quality"):
-        lines += ["", f"bf16 quality check: {result['quality_steps']} steps, batch 64, lr 1e-3, same seed:",
-                  "",
-                  "| config | precision | recon MSE | Mean Distance (×10⁻³) | Smoothness | train s |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", f"bf16 quality check: {result['quality_steps']} steps, batch 64, lr 1e-3 (per seed, "
+                  "the same data and initialisation for both precisions):", "",
+                  "| config | seed | precision | recon MSE | Mean Distance (×10⁻³) | Smoothness | train s |",
+                  "|---|---|---|---|---|---|---|"]
         for row in result["quality"]:
             q = row["result"]
             if "error" in q:
-                lines.append(f"| {row['config']} | {row['precision']} | error: {q['error'][:80]} | | | |")
+                lines.append(f"| {row['config']} | {row.get('seed', 0)} | {row['precision']} | "
+                             f"error: {q['error'][:80]} | | | |")
                 continue
             md = q.get("lines/mean_distance")
-            lines.append(f"| {row['config']} | {row['precision']} | {q['recon/mse']:.4f} | "
+            lines.append(f"| {row['config']} | {row.get('seed', 0)} | {row['precision']} | "
+                         f"{q['recon/mse']:.4f} | "
                          f"{fmt(None if md is None else md * 1e3, '.2f')} | "
                          f"{fmt(q.get('lines/smoothness'), '.3f')} | {q['train_seconds']:.0f} |")
     return "\n".join(lines)
@@ -416,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads of every variant (default: torch's)")
     p.add_argument("--quality-configs", nargs="*", default=["lines/ae"], help="configs of the bf16 check")
+    p.add_argument("--quality-seeds", nargs="*", type=int, default=[0], help="seeds of the bf16 check")
     p.add_argument("--compile", choices=["none", "one", "all"], default=None,
                    help="torch.compile variant: none, one (lines/acai at 32 px; full default), all")
     p.add_argument("--quality-steps", type=int, default=0, help="also run the fp32-vs-bf16 lines check")
@@ -444,9 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     timing = {32: {"warmup": 1, "steps": 2, "windows": 2}, 128: {"warmup": 1, "steps": 1, "windows": 2}}
     if not args.quick:
         timing = {32: {"warmup": 2, "steps": 4, "windows": 3}, 128: {"warmup": 1, "steps": 2, "windows": 2}}
+    default_threads = torch.get_num_threads()
     if args.threads is not None:
-        import torch
-
         torch.set_num_threads(args.threads)
     base_threads = {"train.threads": args.threads}
     # OMP_NUM_THREADS also caps OpenBLAS (numpy, scikit-learn's probe), whose threads spin the same way
@@ -458,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"command": command, "machine": machine(device), "loadavg_before": list(os.getloadavg()),
                     "timing": timing, "rows": [],
                     "threads_label": f"{args.threads} thread(s)" if args.threads else "torch's threads"}
+    result["machine"]["torch_threads"] = default_threads
     result["matmul_gflop_per_s"] = {d: matmul_rate(d, device) / 1e9 for d in ("fp32", "bf16")}
     print(f"matmul GFLOP/s: {result['matmul_gflop_per_s']}", file=sys.stderr)
 
@@ -502,14 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         result["quality_steps"] = args.quality_steps
         result["quality"] = []
         for config in args.quality_configs:
-            for precision, cl in (("fp32", False), ("bf16", True)):
-                extra = ["regularizers.acai.warmup_steps=500"] if config == "lines/acai" else []
-                spec = {"config": config, "precision": precision, "channels_last": cl,
-                        "steps": args.quality_steps, "set": extra, "threads": args.threads}
-                r = run_child("quality", spec, base_env, 3600)
-                label = "bf16 + channels_last" if cl else precision
-                result["quality"].append({"config": config, "precision": label, "result": r})
-                print(f"quality {config} {label}: {r}", file=sys.stderr)
+            for seed in args.quality_seeds:
+                for precision, cl in (("fp32", False), ("bf16", True)):
+                    extra = ["regularizers.acai.warmup_steps=500"] if config == "lines/acai" else []
+                    spec = {"config": config, "precision": precision, "channels_last": cl,
+                            "threads": args.threads, "steps": args.quality_steps,
+                            "set": [*extra, f"seed={seed}"]}
+                    r = run_child("quality", spec, base_env, 3600)
+                    label = "bf16 + channels_last" if cl else precision
+                    row = {"config": config, "seed": seed, "precision": label, "result": r}
+                    result["quality"].append(row)
+                    print(f"quality {config} seed {seed} {label}: {r}", file=sys.stderr)
 
     result["loadavg_after"] = list(os.getloadavg())
     result["seconds"] = time.time() - started
