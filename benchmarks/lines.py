@@ -5,7 +5,7 @@ Trains both methods from configs/lines/{ae,acai}.yaml with the same CPU schedule
 evaluates Mean Distance and Smoothness exactly as ``nonvae eval`` does, and writes
 a Markdown table, JSON, and the interpolation grids to --out.
 
-    python benchmarks/lines.py --budget-steps 4000 --out results/lines
+    python benchmarks/lines.py --budget-steps 2000 --set train.grad_clip=1.0 --out results/lines
 """
 
 from __future__ import annotations
