@@ -52,6 +52,21 @@ def test_export_loads_like_a_run(lines_run, tmp_path):
     x = torch.rand(2, 1, 16, 16) * 2 - 1
     assert torch.equal(a.encode(x), b.encode(x))
     assert (out / "README.md").read_text().startswith("# nonvae model")
+    # the stored test images are the run's own (lines: synthetic), in [-1, 1]
+    samples = nonvae.load_samples(out)
+    assert samples["x"].shape == (16, 1, 16, 16) and -1 <= samples["x"].min() < samples["x"].max() <= 1
+
+
+def test_inference_only_export_has_just_the_autoencoder(lines_run, tmp_path):
+    out = tmp_path / "small"
+    assert main(["export", str(lines_run), "--out", str(out), "--inference-only", "--samples", "0"]) == 0
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["autoencoder.safetensors"]
+    assert not (out / "samples.npz").exists()
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert torch.equal(nonvae.load(lines_run).decode(nonvae.load(lines_run).encode(x)),
+                       nonvae.load(out).decode(nonvae.load(out).encode(x)))
+    with pytest.raises(nonvae.pipeline.CheckpointError, match="samples.npz"):
+        nonvae.load_samples(out)
 
 
 def test_digits_eval_has_probe_and_kmeans(tmp_path, tiny_digits):

@@ -20,7 +20,8 @@ from nonvae.train import train
 
 from .conftest import REPO, tiny_overrides
 
-TRANSFER_KEYS = ("removal_mse", "transfer_mse", "domain_leakage", "attribute_r2", "content_accuracy",
+TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
+                 "content_acc",
                  "class_kept", "removal_residual")
 
 
@@ -131,7 +132,7 @@ def test_training_run_and_transfer_metrics(tiny_run):
     metrics = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu")
     for key in TRANSFER_KEYS:
         assert f"transfer/{key}" in metrics, key
-    for key in ("domain_leakage", "content_accuracy", "class_kept", "class_kept_removal"):
+    for key in ("leakage_acc", "leakage_acc_mlp", "content_acc", "class_kept", "class_kept_removal"):
         assert 0 <= metrics[f"transfer/{key}"] <= 1
     for key in ("removal_mse", "transfer_mse", "removal_residual", "recon_mse_a", "recon_mse_b"):
         assert np.isfinite(metrics[f"transfer/{key}"]) and metrics[f"transfer/{key}"] >= 0
@@ -156,11 +157,64 @@ def test_transfer_cli(tiny_run, tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["transfer", str(run_dir), "--n", "3", "--out", str(out)]) == 0
     data = np.load(out.with_suffix(".npz"))
-    assert data["added"].shape == (3, 3, 1, 16, 16) and data["removed"].shape == (3, 1, 16, 16)
+    assert data["added"].shape == (3, 3, 1, 16, 16) and data["donors_removed"].shape == (3, 1, 16, 16)
+    assert data["removed"].shape == (3, 1, 16, 16)
     from PIL import Image
 
     assert Image.open(out).size == (5 * 18 + 2, 5 * 18 + 2)  # 2 + 3 donors columns, 1 + 3 + 1 rows
-    assert main(["transfer", str(run_dir), "--content", "0", "1", "--donor", "2", "--out", str(out)]) == 0
+    assert main(["transfer", str(run_dir), "--content", "0", "1", "--attribute", "2", "--out", str(out)]) == 0
     assert np.load(out.with_suffix(".npz"))["added"].shape == (2, 1, 1, 16, 16)
     assert main(["transfer", str(run_dir), "--content", "999", "--out", str(out)]) == 2
     assert "test set has" in capsys.readouterr().err
+
+
+def test_transfer_modes_and_list_files(tiny_run, tmp_path, capsys):
+    """--mode remove / interpolate, and content/donors given as image files and a list file."""
+    from PIL import Image
+
+    trainer, run_dir = tiny_run
+    test = trainer.data.test
+    idx_a = torch.nonzero(test.extras["domain"] > 0.5).view(-1)[:2]
+    files = []
+    for k, i in enumerate(idx_a.tolist()):
+        pixels = ((test.batch(torch.tensor([i]))["x"][0, 0] + 1) * 127.5).round().byte().numpy()
+        Image.fromarray(pixels).save(tmp_path / f"donor{k}.png")
+        files.append(str(tmp_path / f"donor{k}.png"))
+    (tmp_path / "donors.txt").write_text("donor0.png\ndonor1.png\n")
+    out = tmp_path / "interp.png"
+    assert main(["transfer", str(run_dir), "--mode", "interpolate", "--steps", "5", "--content", "0", "1",
+                 "--attribute", str(tmp_path / "donors.txt"), "--out", str(out)]) == 0
+    data = np.load(out.with_suffix(".npz"))
+    assert data["from_zero"].shape == (2, 5, 1, 16, 16) and data["between_donors"].shape == (2, 5, 1, 16, 16)
+    # t = 0 of 'from zero' is the content with no attribute; t = 1 of 'between' is the second donor's code
+    from nonvae.pipeline import remove_attribute, transfer
+
+    method = trainer.method.eval()
+    content = test.batch(torch.nonzero(test.extras["domain"] < 0.5).view(-1)[:2])["x"]
+    assert np.allclose(data["from_zero"][:, 0], remove_attribute(method, content).numpy(), atol=1e-5)
+    donors = torch.from_numpy(data["donors"])
+    assert np.allclose(data["between_donors"][:, -1], transfer(method, content, donors)["added"][:, 1].numpy(),
+                       atol=1e-5)
+    assert Image.open(out).size == (6 * 18 + 2, 5 * 18 + 2)  # content + 5 steps; header + 2 x 2 rows
+
+    assert main(["transfer", str(run_dir), "--mode", "remove", "--content", *files, "--out", str(out)]) == 0
+    data = np.load(out.with_suffix(".npz"))
+    assert data["removed"].shape == (2, 1, 16, 16) and data["recon"].shape == (2, 1, 16, 16)
+    assert main(["transfer", str(run_dir), "--mode", "interpolate", "--steps", "1", "--out", str(out)]) == 2
+    assert main(["transfer", str(run_dir), "--attribute", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+
+
+def test_python_api_matches_the_code_operations(tiny_run):
+    import nonvae
+
+    _, run_dir = tiny_run
+    method = nonvae.load(run_dir)
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    out = nonvae.transfer(method, x[:2], x[2:])
+    assert out["added"].shape == (2, 1, 1, 16, 16)
+    assert torch.allclose(out["added"][:, 0], method.decode(add_code(method, x[:2], x[2:].expand(2, -1, -1, -1)))
+                          .clamp(-1, 1), atol=1e-6)
+    assert torch.allclose(nonvae.remove_attribute(method, x), method.decode(remove_code(method, x)).clamp(-1, 1))
+    frames = nonvae.interpolate_attribute(method, x[:2], None, x[2:], steps=3)
+    assert torch.allclose(frames[:, -1], out["added"][:, 0], atol=1e-5)

@@ -114,3 +114,15 @@ def test_linear_regression_r2():
     assert linear_regression_r2(z[:300], t[:300, 0], z[300:], t[300:, 0]) > 0.99  # 1-D target
     noise = rng.normal(size=(400, 2))
     assert linear_regression_r2(z[:300], noise[:300], z[300:], noise[300:]) < 0.1
+
+
+def test_mlp_probe_reads_what_a_linear_probe_cannot():
+    """XOR-labelled codes: linearly at chance, nonlinearly almost perfect (why leakage_acc_mlp exists)."""
+    from nonvae.evaluate.probe import mlp_probe
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, size=(1200, 2))
+    y = ((z[:, 0] > 0) ^ (z[:, 1] > 0)).astype(int)
+    linear = linear_probe(z[:1000], y[:1000], z[1000:], y[1000:])["probe/accuracy"]
+    mlp = mlp_probe(z[:1000], y[:1000], z[1000:], y[1000:])["probe/accuracy"]
+    assert linear < 0.7 and mlp > 0.9, (linear, mlp)

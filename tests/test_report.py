@@ -167,6 +167,22 @@ def test_falls_back_to_training_samples(runs, tmp_path):
     assert len(page.imgs) >= 2 and "metrics" in page.tables
 
 
+def test_model_folder_without_its_data_uses_its_stored_samples(runs, tmp_path):
+    """A shipped model on a machine without its dataset: pictures come from samples.npz."""
+    import yaml
+
+    _, exported = runs
+    moved = tmp_path / "model"
+    shutil.copytree(exported, moved)
+    cfg = yaml.safe_load((moved / "config.yaml").read_text())
+    cfg["data"].update(name="fashion_mnist", root=str(tmp_path / "not_here"))
+    (moved / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = write_report([moved], tmp_path / "r.html")
+    text, page = parse(out)
+    assert "test images stored with the model" in text and "Pictures not decoded" not in text
+    assert "Interpolations" in text and len(page.imgs) >= 2
+
+
 def test_missing_run_dir_is_a_user_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")]) == 2
     assert "no such run directory" in capsys.readouterr().err

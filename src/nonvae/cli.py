@@ -115,7 +115,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nonvae.export import export
 
-    out = export(args.run_dir, args.out)
+    out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples)
     print(f"exported {args.run_dir} to {out}")
     return 0
 
@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a minimal model folder (config + weights + model card)")
     x.add_argument("run_dir")
     x.add_argument("--out", required=True)
+    x.add_argument("--inference-only", action="store_true",
+                   help="only the autoencoder's weights (no critic/discriminator): smaller, cannot resume training")
+    x.add_argument("--samples", type=int, default=16, help="test images stored in samples.npz (0: none)")
     x.set_defaults(func=cmd_export)
 
     for _name, module in (("preprocess", "nonvae.preprocess"), ("report", "nonvae.report"),

@@ -1,34 +1,70 @@
-"""``nonvae export``: a minimal model folder that ``load``, ``interpolate`` and ``report`` accept.
+"""``nonvae export``: a minimal model folder that ``load``, ``interpolate``, ``transfer`` and ``report`` accept.
 
-The folder holds config.yaml, the players' safetensors weights, eval.json when the
-run was evaluated, and a README.md model card with the metrics.
+The folder holds config.yaml, the players' safetensors weights (only the autoencoder with
+``inference_only``), eval.json when the run was evaluated, a README.md model card with the metrics,
+and samples.npz: a few test images (uint8, with their domain and class when the data has them) so
+that pictures can be made from the folder alone, without the training data.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from nonvae.checkpoint import read_state
 from nonvae.config import dump_config
+from nonvae.errors import NonvaeError
+from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
 
+SAMPLES_FILE = "samples.npz"
 
-def export(run_dir: str | Path, out: str | Path) -> Path:
+
+def _write_samples(cfg, path: Path, n: int) -> int:
+    """Up to n test images (half from each domain for two-domain data) -> samples.npz; returns the count."""
+    import numpy as np
+    import torch
+
+    from nonvae.data import build_data
+
+    try:
+        test = build_data(cfg.data, cfg.seed).test
+    except NonvaeError as exc:  # e.g. the data is not on this machine: the export is still usable
+        print(f"warning: no samples.npz ({exc})", file=sys.stderr)
+        return 0
+    if "domain" in test.extras:
+        domain = test.extras["domain"].reshape(-1) > 0.5
+        ia, ib = torch.nonzero(domain).view(-1), torch.nonzero(~domain).view(-1)
+        index = torch.cat([ia[: n - n // 2], ib[: n // 2]])
+    else:
+        index = torch.arange(min(n, len(test)))
+    batch = test.batch(index)
+    arrays = {"x": ((batch["x"].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()}
+    for key in ("domain", "y"):
+        if key in batch:
+            arrays[key] = batch[key].numpy()
+    np.savez_compressed(path, **arrays)
+    return len(index)
+
+
+def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     cfg = config_of(run_dir)
     ckpt = checkpoint_dir_of(run_dir)
     state = read_state(ckpt)
+    players = [p for p in state.get("players", []) if not inference_only or p == AUTOENCODER]
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
-    for name in state.get("players", []):
+    for name in players:
         shutil.copyfile(ckpt / f"{name}.safetensors", out / f"{name}.safetensors")
     metrics = {}
     if (run_dir / "eval.json").is_file():
         shutil.copyfile(run_dir / "eval.json", out / "eval.json")
         metrics = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
-    (out / "state.json").write_text(json.dumps({"step": state["step"], "players": state.get("players", [])}))
+    (out / "state.json").write_text(json.dumps({"step": state["step"], "players": players}))
+    n_samples = _write_samples(cfg, out / SAMPLES_FILE, samples) if samples > 0 else 0
     lines = [
         f"# nonvae model: {cfg.method} on {cfg.data.name}",
         "",
@@ -36,7 +72,9 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         f"Backbone: {cfg.model.backbone}; regularizers: "
         + (", ".join(k for k, v in vars(cfg.regularizers).items() if v is not None) or "none") + ".",
         "",
-        "Load it with `nonvae.load(\"" + str(out) + "\")`.",
+        "Load it with `nonvae.load(\"" + str(out) + "\")`"
+        + (f"; `nonvae.pipeline.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
+           if n_samples else "."),
         "",
     ]
     if metrics:

@@ -12,7 +12,7 @@ import torch
 
 from nonvae.checkpoint import find_latest, load_weights
 from nonvae.config import Config, load_config
-from nonvae.errors import CheckpointError
+from nonvae.errors import CheckpointError, ConfigError
 from nonvae.methods import AUTOENCODER, Method, build_method
 
 
@@ -68,3 +68,95 @@ def interpolate(method, x_a: torch.Tensor, x_b: torch.Tensor, steps: int,
     codes = (1 - t) * za.unsqueeze(1) + t * zb.unsqueeze(1)
     decoded = method.decode(codes.flatten(0, 1))
     return decoded.view(len(za), steps, *decoded.shape[1:]).clamp(-1, 1)
+
+
+# --------------------------------------------------------------------------- attribute operations (split backbones)
+def _split_backbone(method):
+    ae = method.autoencoder
+    if not hasattr(ae, "encode_parts"):
+        raise ConfigError("this model has no attribute code: remove/transfer need a split backbone "
+                          "(model.backbone: split, e.g. configs/attributes/disentangle.yaml)")
+    return ae
+
+
+def _decode(method, content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+    ae = method.autoencoder
+    return method.decode(ae.combine(content, attribute)).float().clamp(-1, 1)
+
+
+@torch.no_grad()
+def remove_attribute(method, x: torch.Tensor) -> torch.Tensor:
+    """G(E1(x), 0): the images with their attribute removed (a domain-B image comes back as itself)."""
+    content, attribute = _split_backbone(method).encode_parts(x, None)
+    return _decode(method, content, torch.zeros_like(attribute))
+
+
+@torch.no_grad()
+def transfer(method, content: torch.Tensor, donors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every content image with every donor's attribute.
+
+    Returns ``removed`` (M, C, H, W) = G(E1(c), 0), ``added`` (M, N, C, H, W) = G(E1(c), E2(d)) and
+    ``donors_removed`` (N, C, H, W) = G(E1(d), 0).
+    """
+    ae = _split_backbone(method)
+    c_content, c_attr = ae.encode_parts(content, None)
+    d_content, d_attr = ae.encode_parts(donors, None)
+    m, n = len(content), len(donors)
+    added = _decode(method, c_content.repeat_interleave(n, 0), d_attr.repeat(m, *([1] * (d_attr.ndim - 1))))
+    return {"removed": _decode(method, c_content, torch.zeros_like(c_attr)),
+            "added": added.view(m, n, *added.shape[1:]),
+            "donors_removed": _decode(method, d_content, torch.zeros_like(d_attr))}
+
+
+@torch.no_grad()
+def interpolate_attribute(method, content: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor,
+                          steps: int) -> torch.Tensor:
+    """G(E1(c), (1 - t) E2(start) + t E2(end)) for t = 0 .. 1 in ``steps`` steps: (M, steps, C, H, W).
+
+    ``start=None`` starts from the zero attribute code (no attribute); ``start``/``end`` are one donor
+    image each (1, C, H, W) or one per content image (M, C, H, W).
+    """
+    if steps < 2:
+        raise ConfigError(f"steps must be >= 2 (got {steps})")
+    ae = _split_backbone(method)
+    content_code, _ = ae.encode_parts(content, None)
+    _, a_end = ae.encode_parts(end, None)
+    a_start = torch.zeros_like(a_end) if start is None else ae.encode_parts(start, None)[1]
+    m = len(content)
+    a_start, a_end = a_start.expand(m, *a_start.shape[1:]), a_end.expand(m, *a_end.shape[1:])
+    t = torch.linspace(0, 1, steps, device=a_end.device).view(1, steps, *([1] * (a_end.ndim - 1)))
+    codes = (1 - t) * a_start.unsqueeze(1) + t * a_end.unsqueeze(1)
+    decoded = _decode(method, content_code.repeat_interleave(steps, 0), codes.flatten(0, 1))
+    return decoded.view(m, steps, *decoded.shape[1:])
+
+
+def load_samples(path: str | Path) -> dict[str, torch.Tensor]:
+    """The test images an exported model folder carries (samples.npz): ``x`` in [-1, 1], ``domain``, ``y``.
+
+    Lets pictures be made from a model folder alone (e.g. the shipped pretrained/ models) without
+    the training data on the machine.
+    """
+    import numpy as np
+
+    file = Path(path) / "samples.npz"
+    if not file.is_file():
+        raise CheckpointError(f"{path}: no samples.npz (export the run with `nonvae export --samples N`)")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {k: torch.from_numpy(np.array(data[k])) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: unreadable samples file ({exc})") from None
+    if "x" not in arrays or arrays["x"].dtype != torch.uint8 or arrays["x"].ndim != 4:
+        raise CheckpointError(f"{file}: expected uint8 images 'x' of shape (N, C, H, W)")
+    arrays["x"] = arrays["x"].float().div(127.5).sub(1)
+    return arrays
+
+
+def samples_set(path: str | Path):
+    """A model folder's samples.npz as a small test ImageSet (domain and class kept when stored)."""
+    from nonvae.data.base import ImageSet
+
+    samples = load_samples(path)
+    extras = {"domain": samples["domain"].float()} if "domain" in samples else {}
+    labels = samples["y"].long() if "y" in samples else None
+    return ImageSet(samples["x"], labels, name=f"{path}/samples.npz", extras=extras)

@@ -360,6 +360,23 @@ def _trained_steps(path: Path) -> int | None:
         return None
 
 
+def _test_images(path: Path, cfg, page: RunPage):
+    """The run's test set; for a model folder whose data is not on this machine, its samples.npz."""
+    from nonvae.data import build_data
+    from nonvae.errors import NonvaeError
+    from nonvae.pipeline import samples_set
+
+    try:
+        return build_data(cfg.data, cfg.seed).test
+    except NonvaeError as exc:
+        if not (path / "samples.npz").is_file():
+            raise
+        test = samples_set(path)
+        page.notes.append(f"Pictures from the {len(test)} test images stored with the model (samples.npz): "
+                          f"the training data is not on this machine ({exc}).")
+        return test
+
+
 def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
                 preloaded: tuple[Any, Any] | None = None, pairs: int = 6, steps: int = 16) -> RunPage:
     """Read a run's files and decode its pictures; ``preloaded`` = (method, data) skips loading."""
@@ -394,20 +411,20 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
     try:
         if preloaded is not None:
             method, data = preloaded
+            test = data.test
         else:
-            from nonvae.data import build_data
             from nonvae.pipeline import load
 
             method = load(path, device)
-            data = build_data(cfg.data, cfg.seed)
+            test = _test_images(path, cfg, page)
         was_training = method.training
         method.eval()
         try:
-            pics, page.explorer = model_pictures(method, data.test, device, n_pairs=pairs, steps=steps)
+            pics, page.explorer = model_pictures(method, test, device, n_pairs=pairs, steps=steps)
             page.pictures += pics
             if cfg.model.backbone == "split":
-                page.pictures += disentangle_pictures(method, data.test, device)
-            page.pictures += latent_pictures(method, data.test, device)
+                page.pictures += disentangle_pictures(method, test, device)
+            page.pictures += latent_pictures(method, test, device)
         finally:
             method.train(was_training)
     except Exception as exc:  # a missing dataset or an incompatible checkpoint still gets a report

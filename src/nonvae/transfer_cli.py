@@ -1,15 +1,21 @@
-"""``nonvae transfer RUN_DIR``: remove, add and transfer the attribute of a trained split backbone.
+"""``nonvae transfer RUN_DIR``: remove, add, transfer and interpolate the attribute of a split backbone.
 
-Content images (default: domain B test images) form the rows, donors (default: domain A test images)
-the columns::
+``--mode grid`` (default): rows are the content images (default: domain-B test images), columns the
+attribute donors (default: domain-A test images)::
 
-                      donor 1      donor 2    ...
-    content | recon | G(E1(c), E2(d1)) ...        <- the content with each donor's attribute (add)
+                                donor 1              donor 2   ...     <- the donors
+    content 1 | G(E1(c1), 0) | G(E1(c1), E2(d1)) | G(E1(c1), E2(d2)) ...
     ...
-                      G(E1(d1), 0) ...            <- each donor with its attribute removed (remove)
+                                G(E1(d1), 0)         ...                 <- the donors, attribute removed
 
-``--content`` / ``--donor`` take test-set indices (into that domain's test images) or image files
-(decoded with the run's crop and size). Writes the grid as PNG and every image as .npz beside it.
+so the first column after each input is that image with its attribute removed.
+``--mode remove``: columns are the images; rows: input, reconstruction G(E1(x), E2(x)), G(E1(x), 0).
+``--mode interpolate --steps K``: for each content image one row with the attribute code going from zero
+to the first donor's, and one row from the first donor's to the second donor's (when given).
+
+``--content`` / ``--attribute`` take test-set indices (into that domain's test images), image files,
+folders or list files (one path per line, like trainA.txt); files are decoded with the run's crop and
+size. Writes the grid as PNG and every image as .npz beside it.
 """
 
 from __future__ import annotations
@@ -24,10 +30,27 @@ from nonvae.errors import ConfigError, DataError
 
 PAD = 2
 BLANK = 0.5  # grey for empty cells, in [0, 1]
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def _expand(items: list[str]) -> list[str]:
+    """Folders and list files -> their image paths; indices and image files unchanged."""
+    from nonvae.data.folders import list_images
+
+    out: list[str] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if not item.lstrip("-").isdigit() and (path.is_dir() or path.suffix.lower() in LIST_SUFFIXES):
+            if not path.exists():
+                raise DataError(f"{path}: no such list file")
+            out += [str(p) for p in list_images(path).paths]
+        else:
+            out.append(item)
+    return out
 
 
 def _pick(items: list[str] | None, pool: torch.Tensor, n: int, g: torch.Generator, cfg, what: str):
-    """Images for --content/--donor: indices into ``pool`` (one domain's test images) or files."""
+    """Images for --content/--attribute: indices into ``pool`` (one domain's test images) or files."""
     from nonvae.data.folders import decode_image
 
     if not items:
@@ -42,7 +65,7 @@ def _pick(items: list[str] | None, pool: torch.Tensor, n: int, g: torch.Generato
             out.append(pool[i])
         else:
             array = decode_image(item, cfg.data.image_size, cfg.data.crop, cfg.data.channels)
-            out.append(torch.from_numpy(array).float().div(127.5).sub(1))
+            out.append(torch.tensor(array, dtype=torch.float32).div(127.5).sub(1))
     return torch.stack(out)
 
 
@@ -69,28 +92,22 @@ def save_grid_png(cells: list[list[torch.Tensor | None]], path: Path) -> None:
     image.save(path)
 
 
-@torch.no_grad()
-def transfer_grid(method, content: torch.Tensor, donors: torch.Tensor, device: torch.device) -> dict:
-    """The decoded images: recon (M), added (M, N), removed donors (N)."""
-    from nonvae.evaluate.transfer import add_code, remove_code
-
-    ae = method.autoencoder
-    c, d = content.to(device), donors.to(device)
-    zeros_domain = torch.zeros(len(c), device=device)
-    recon = method.decode(method.encode(c, zeros_domain)).clamp(-1, 1)
-    m, n = len(c), len(d)
-    added = method.decode(add_code(method, c.repeat_interleave(n, 0), d.repeat(m, 1, 1, 1))).clamp(-1, 1)
-    removed = ae.decode(remove_code(method, d)).clamp(-1, 1)
-    return {"content": c.cpu(), "donors": d.cpu(), "recon": recon.cpu(),
-            "added": added.view(m, n, *added.shape[1:]).cpu(), "removed": removed.cpu()}
+def _grid_cells(content: torch.Tensor, donors: torch.Tensor, images: dict) -> list[list]:
+    cells: list[list[torch.Tensor | None]] = [[None, None, *donors]]
+    for i in range(len(content)):
+        cells.append([content[i], images["removed"][i], *images["added"][i]])
+    cells.append([None, None, *images["donors_removed"]])
+    return cells
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from nonvae.data.domains import domain_test_set
-    from nonvae.pipeline import config_of, load
+    from nonvae.pipeline import config_of, interpolate_attribute, load, remove_attribute, transfer
 
     if args.n <= 0:
         raise ConfigError("--n must be > 0")
+    if args.steps < 2:
+        raise ConfigError(f"--steps must be >= 2 (got {args.steps})")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out {out}: expected a .png (or .jpg) file name")
@@ -98,10 +115,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if cfg.model.backbone != "split":
         raise ConfigError(f"{args.run_dir}: transfer needs a split backbone (model.backbone: split), "
                           f"this run has {cfg.model.backbone!r}")
+    content_items = _expand(args.content) if args.content else None
+    donor_items = _expand(args.attribute) if args.attribute else None
     device = torch.device(args.device)
     method = load(args.run_dir, device)
-    needs_test = not (args.content and args.donor and all(not s.lstrip("-").isdigit()
-                                                          for s in args.content + args.donor))
+    given = (content_items or []) + (donor_items or [])
+    needs_test = not (content_items and (donor_items or args.mode == "remove")) or any(
+        s.lstrip("-").isdigit() for s in given)
     g = torch.Generator().manual_seed(args.seed)
     if needs_test:
         test = domain_test_set(cfg.data)
@@ -112,30 +132,52 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             raise DataError(f"{test.name}: the test set needs images of both domains")
     else:
         pool_a = pool_b = torch.zeros(0)
-    content = _pick(args.content, pool_b, args.n, g, cfg, "content")
-    donors = _pick(args.donor, pool_a, args.n, g, cfg, "donor")
-    images = transfer_grid(method, content, donors, device)
-    cells: list[list[torch.Tensor | None]] = [[None, None, *images["donors"]]]
-    for i in range(len(content)):
-        cells.append([images["content"][i], images["recon"][i], *images["added"][i]])
-    cells.append([None, None, *images["removed"]])
-    save_grid_png(cells, out)
+    if args.mode == "remove":  # default: domain-A images, the ones that have the attribute
+        content = _pick(content_items, pool_a, args.n, g, cfg, "content").to(device)
+        removed = remove_attribute(method, content)
+        recon = method.decode(method.encode(content, torch.ones(len(content), device=device))).clamp(-1, 1)
+        images = {"content": content, "recon": recon, "removed": removed}
+        cells = [list(images["content"]), list(images["recon"]), list(images["removed"])]
+        what = "rows: input, reconstruction, attribute removed"
+    else:
+        content = _pick(content_items, pool_b, args.n, g, cfg, "content").to(device)
+        n_donors = 2 if args.mode == "interpolate" else args.n
+        donors = _pick(donor_items, pool_a, n_donors, g, cfg, "attribute").to(device)
+        if args.mode == "grid":
+            images = {"content": content, "donors": donors, **transfer(method, content, donors)}
+            cells = _grid_cells(content, donors, images)
+            what = ("first row: donors; each row: content, attribute removed, then with each donor's attribute; "
+                    "last row: donors with the attribute removed")
+        else:
+            rows = {"from_zero": interpolate_attribute(method, content, None, donors[:1], args.steps)}
+            if len(donors) > 1:
+                rows["between_donors"] = interpolate_attribute(method, content, donors[:1], donors[1:2], args.steps)
+            images = {"content": content, "donors": donors, **rows}
+            cells = [[None, *donors[:2]]]
+            for i in range(len(content)):
+                for frames in rows.values():
+                    cells.append([content[i], *frames[i]])
+            what = (f"per content image: attribute code from zero to donor 1 in {args.steps} steps"
+                    + (", then from donor 1 to donor 2" if len(donors) > 1 else ""))
+    save_grid_png([[c.cpu() if c is not None else None for c in row] for row in cells], out)
     npz = out.with_suffix(".npz")
-    np.savez_compressed(npz, **{k: v.numpy() for k, v in images.items()})
-    print(f"wrote {out} (rows: content + recon + with each donor's attribute; first row donors, last row donors "
-          f"with the attribute removed) and {npz}")
+    np.savez_compressed(npz, **{k: v.float().cpu().numpy() for k, v in images.items()})
+    print(f"wrote {out} ({what}) and {npz}")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("transfer", help="remove / add / transfer the attribute (split backbone runs)",
+    p = sub.add_parser("transfer", help="remove / add / transfer / interpolate the attribute (split backbones)",
                        description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", help="a run directory or exported model folder")
-    p.add_argument("--content", nargs="+", metavar="IMG_OR_INDEX",
-                   help="content images: indices into the domain-B test images, or image files")
-    p.add_argument("--donor", nargs="+", metavar="IMG_OR_INDEX",
-                   help="attribute donors: indices into the domain-A test images, or image files")
+    p.add_argument("run_dir", help="a run directory, exported model folder or pretrained/ model")
+    p.add_argument("--mode", choices=["grid", "remove", "interpolate"], default="grid")
+    p.add_argument("--content", nargs="+", metavar="IMG_OR_LIST",
+                   help="content images: indices into the test images (domain B; domain A with --mode remove), "
+                        "image files, folders or list files")
+    p.add_argument("--attribute", "--donor", dest="attribute", nargs="+", metavar="IMG_OR_LIST",
+                   help="attribute donors: indices into the domain-A test images, image files, folders or list files")
     p.add_argument("--n", type=int, default=6, help="images drawn per side when not given (default 6)")
+    p.add_argument("--steps", type=int, default=8, help="interpolation steps with --mode interpolate (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .png; the images also go to the .npz beside it")
     p.add_argument("--device", default="cpu")

@@ -126,6 +126,34 @@ def linear_probe(
     }
 
 
+def mlp_probe(train_z: Any, train_y: Any, test_z: Any, test_y: Any, hidden: tuple[int, ...] = (256,),
+              max_iter: int = 200, seed: int = 0) -> dict[str, float]:
+    """Test accuracy of a small nonlinear classifier (one ReLU hidden layer) on frozen latents.
+
+    A linear probe at chance does not mean the information is gone: this asks the same question
+    with a nonlinear reader (early stopping on 10% of the training codes keeps it from memorising).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    train_z, test_z = _as_2d_float(train_z, "train_z"), _as_2d_float(test_z, "test_z")
+    train_y = _as_labels(train_y, len(train_z), "train_y")
+    test_y = _as_labels(test_y, len(test_z), "test_y")
+    if train_z.shape[1] != test_z.shape[1]:
+        raise ValueError(f"train_z has {train_z.shape[1]} features but test_z has {test_z.shape[1]}")
+    if len(np.unique(train_y)) < 2:
+        raise ValueError("mlp_probe needs at least two classes in train_y")
+    scaler = StandardScaler().fit(train_z)
+    early = len(train_z) >= 50
+    clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=max_iter, early_stopping=early,
+                        random_state=seed, n_iter_no_change=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(scaler.transform(train_z), train_y)
+    return {"probe/accuracy": float(np.mean(clf.predict(scaler.transform(test_z)) == test_y))}
+
+
 def pca_whiten(z: Any, seed: int = 0) -> np.ndarray:
     """PCA-whitened latents (all non-degenerate components, unit variance each).
 

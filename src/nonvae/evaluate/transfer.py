@@ -9,11 +9,12 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
 - ``transfer/transfer_mse``: MSE(G(E1(b), E2(a)), b + (a - clean a)), the exact "b with a's glasses".
 - ``transfer/removal_residual``: MSE(G(E1(a),0), G(E1(clean a),0)) / MSE(G(E1(a),E2(a)), G(E1(clean a),0)),
   the share of the attribute left after zeroing E2 (0 = removed, 1 = untouched).
-- ``transfer/domain_leakage``: accuracy of a FRESH linear probe predicting the domain from E1 codes
-  (0.5 = no leakage for balanced domains). The training discriminator's accuracy is not a measure of
-  leakage: fooling it does not remove the information.
+- ``transfer/leakage_acc``: accuracy of a FRESH linear probe predicting the domain from E1 codes
+  (0.5 = no leakage for balanced domains); ``transfer/leakage_acc_mlp`` the same with a small nonlinear
+  probe. The training discriminator's accuracy is not a measure of leakage: fooling it does not remove
+  the information.
 - ``transfer/attribute_r2``: R^2 of a linear regression E2(a) -> overlay factors.
-- ``transfer/content_accuracy``: linear-probe class accuracy from E1 codes.
+- ``transfer/content_acc``: linear-probe class accuracy from E1 codes.
 - ``transfer/class_kept`` (transfers) and ``transfer/class_kept_removal`` (removals): the content's class
   as read by a logistic regression trained on clean pixels; ``transfer/pixel_classifier_accuracy`` is
   that classifier's accuracy on clean test images (the ceiling).
@@ -162,7 +163,7 @@ def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: t
 def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device | str = "cpu",
                      quick: bool = False) -> dict[str, float]:
     """The transfer/* metrics (see the module docstring) on the test set, probes fitted on training codes."""
-    from nonvae.evaluate.probe import linear_probe, linear_regression_r2
+    from nonvae.evaluate.probe import linear_probe, linear_regression_r2, mlp_probe
 
     device = torch.device(device)
     if not hasattr(method.autoencoder, "encode_parts"):
@@ -186,12 +187,16 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
     if dom_f.any() and (~dom_f).any() and len(dom_t) > 0:
         probe = linear_probe(fit.get("content").numpy(), dom_f.long().numpy(), test.get("content").numpy(),
                              dom_t.long().numpy(), max_iter=PROBE_ITERS)
-        metrics["transfer/domain_leakage"] = probe["probe/accuracy"]
+        metrics["transfer/leakage_acc"] = probe["probe/accuracy"]
+        if not quick:
+            probe = mlp_probe(fit.get("content").numpy(), dom_f.long().numpy(), test.get("content").numpy(),
+                              dom_t.long().numpy())
+            metrics["transfer/leakage_acc_mlp"] = probe["probe/accuracy"]
     has_labels = "y" in test.store and "y" in fit.store
     if has_labels and len(fit.get("y").unique()) > 1:
         probe = linear_probe(fit.get("content").numpy(), fit.get("y").long().numpy(),
                              test.get("content").numpy(), test.get("y").long().numpy(), max_iter=PROBE_ITERS)
-        metrics["transfer/content_accuracy"] = probe["probe/accuracy"]
+        metrics["transfer/content_acc"] = probe["probe/accuracy"]
     if not ground_truth or not dom_t.any() or dom_t.all():
         return metrics
 
