@@ -24,17 +24,17 @@ configs/fashion_mnist/augment_finetune.yaml (``init.from``), at the same learnin
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from nonvae.regularizers.augment import latent_distance
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, benchmark_parser, parse_args, schedule, train_and_evaluate, write_outputs  # noqa: E402
+
 CONFIGS = REPO / "configs" / "fashion_mnist"
 VARIANTS = ("ae", "ae_augment", "acai_augment")
 
@@ -47,11 +47,8 @@ def acai_only(budget: int) -> list[str]:
 def shared(budget: int, args: argparse.Namespace) -> list[str]:
     """The schedule every variant gets (the paper's lr 1e-4 needs ~2^24 samples)."""
     return [
-        f"train.steps={budget}", f"train.eval_every={budget + 1}", f"train.checkpoint_every={budget}",
-        "train.sample_every=100000000", "train.log_every=50", "train.progress=false",
-        "train.tensorboard=false",
-        f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false", "eval.probe=false",
-        f"eval.probe_train_limit={args.probe_train}", f"data.test_limit={args.test_images}",
+        *schedule(budget, log_every=50), f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false",
+        "eval.probe=false", f"eval.probe_train_limit={args.probe_train}", f"data.test_limit={args.test_images}",
     ]
 
 
@@ -91,22 +88,12 @@ def measure(method, data, cfg, device: torch.device, augmentation, args: argpars
     return out
 
 
-def run_one(name: str, config: str, overrides: list[str], run_dir: Path, augmentation, args) -> dict:
-    from nonvae.config import load_config
-    from nonvae.evaluate.run import evaluate
-    from nonvae.train import train
-
-    cfg = load_config(CONFIGS / f"{config}.yaml", overrides)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # fresh run: a resumed one would report no training time
-    started = time.time()
-    trainer = train(cfg, run_dir)
-    seconds = time.time() - started
-    method = trainer.method.eval()
-    metrics = evaluate(method, trainer.data, cfg, trainer.device)
-    metrics.update(measure(method, trainer.data, cfg, trainer.device, augmentation, args))
-    (run_dir / "eval.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    return {**metrics, "train_seconds": seconds, "overrides": overrides}
+def run_one(config: str, overrides: list[str], run_dir: Path, augmentation, args) -> dict:
+    """Train ``config`` from scratch, evaluate it, add ``measure``'s numbers."""
+    _, metrics = train_and_evaluate(
+        CONFIGS / f"{config}.yaml", run_dir, overrides, fresh=True,
+        extra=lambda method, trainer: measure(method, trainer.data, trainer.cfg, trainer.device, augmentation, args))
+    return {**metrics, "overrides": overrides}
 
 
 def table(results: dict[str, dict], ops: list[str]) -> str:
@@ -133,22 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     from nonvae.augment import Augmentation
     from nonvae.config import load_config
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, "results/augment.json", "JSON file; run dirs and the .md go beside it")
     p.add_argument("--budget-steps", type=int, default=1000, help="training steps per method (batch 64)")
-    p.add_argument("--out", default="results/augment.json",
-                   help="JSON file; run dirs and the .md go beside it")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--finetune-steps", type=int, default=0, help="also fine-tune the baseline with augment")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-train", type=int, default=5000, help="training images the linear probe fits on")
     p.add_argument("--test-images", type=int, default=5000, help="test images every metric is scored on")
     p.add_argument("--dist-images", type=int, default=1000, help="test images for the latent distances")
-    p.add_argument("--set", action="append", default=[], help="extra overrides for every run")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(p, argv)
     out = Path(args.out)
     runs = out.with_suffix("")
     runs.mkdir(parents=True, exist_ok=True)
@@ -160,25 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         print(f"== {name}", file=sys.stderr, flush=True)
         extra = acai_only(args.budget_steps) if "acai" in name else []
-        results[name] = run_one(name, name, [*base, *extra, *args.set], runs / name, augmentation, args)
+        results[name] = run_one(name, [*base, *extra, *args.set], runs / name, augmentation, args)
     if args.finetune_steps and "ae" in args.variants:
         print("== ae + augment fine-tuning", file=sys.stderr, flush=True)
         ft = [*shared(args.finetune_steps, args), f"init.from={runs / 'ae'}", *args.set]
         results[f"ae → augment fine-tune ({args.finetune_steps})"] = run_one(
-            "ae_finetune", "augment_finetune", ft, runs / "ae_finetune", augmentation, args)
-    md = table(results, augmentation.names)
+            "augment_finetune", ft, runs / "ae_finetune", augmentation, args)
     header = (f"Augmentation benchmark (Fashion-MNIST 32×32, conv d = 16, latent 4×4×16): "
               f"{args.budget_steps} steps × batch 64 per method, Adam lr {args.lr}, seed {args.seed}; "
               f"ACAI only {acai_only(args.budget_steps)}. "
               f"P_T = {augmentation}. Relative distance = mean ||f(x) − f(t(x))|| / mean ||f(x) − f(x')|| "
               f"over {args.dist_images} test images (x' another test image); probe fitted on "
               f"{args.probe_train} clean training codes, scored on the first {args.test_images} test images, "
-              f"clean and each under one op drawn from P_T.\n\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"budget_steps": args.budget_steps, "args": vars(args), "results": results},
-                              indent=1, default=str) + "\n")
-    out.with_suffix(".md").write_text(header + md + "\n")
-    print(header + md)
+              f"clean and each under one op drawn from P_T.")
+    write_outputs(out.parent, out.stem, header, table(results, augmentation.names),
+                  {"budget_steps": args.budget_steps, "args": vars(args), "results": results})
     print(f"\nresults in {out.resolve()} (run dirs in {runs.resolve()})")
     return 0
 

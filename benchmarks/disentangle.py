@@ -19,15 +19,19 @@ The issue's target: a lambda with removal residual <= 0.2 at reconstruction MSE 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import comparison_report, markdown_table, train_and_evaluate, write_outputs  # noqa: E402
+from common import (  # noqa: E402
+    benchmark_parser,
+    comparison_report,
+    markdown_table,
+    parse_args,
+    train_and_evaluate,
+    write_outputs,
+)
 
 CONFIG = "configs/attributes/disentangle.yaml"
 SHARED = ["train.log_every=100", "train.sample_every=1000000", "train.report=false"]
@@ -66,18 +70,12 @@ def verdict(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, "results/disentangle")
     p.add_argument("--steps", type=int, default=3000, help="training steps per run (batch 32 per domain)")
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.001, 0.01, 0.1])
-    p.add_argument("--out", default="results/disentangle")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], help="extra overrides for every run")
-    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--only", type=float, help="train and evaluate this one lambda; a later run without "
                    "--only reuses finished runs and writes the table")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(p, argv)
     out = Path(args.out)
     if args.only is not None:
         run_one(args.only, args.steps, out, args.set, args.seed)

@@ -14,15 +14,13 @@ N(0, I) sampling relies on.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, benchmark_parser, parse_args, schedule, train_and_evaluate, write_outputs  # noqa: E402
+
 CONFIG = REPO / "configs" / "fashion_mnist" / "ltae_s.yaml"
 VARIANTS = {
     "ae": ["model.transform=none", "regularizers.ltae=null"],
@@ -35,36 +33,26 @@ VARIANTS = {
 def shared(budget: int, args: argparse.Namespace) -> list[str]:
     """The schedule and evaluation settings every variant gets."""
     return [
-        f"train.steps={budget}", f"train.eval_every={budget + 1}", f"train.checkpoint_every={budget}",
-        "train.sample_every=100000000", "train.log_every=100", "train.progress=false",
-        "train.tensorboard=false",
-        f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false",
+        *schedule(budget), f"train.lr={args.lr}", f"seed={args.seed}", "eval.kmeans=false",
         f"eval.probe_train_limit={args.probe_train}", f"eval.hausdorff_samples={args.hausdorff_samples}",
         f"eval.hausdorff_repeats={args.hausdorff_repeats}",
     ]
 
 
 def run_one(variant: str, latent: int, budget: int, run_dir: Path, args: argparse.Namespace) -> dict:
-    from nonvae.config import load_config
-    from nonvae.evaluate.run import encode_all, evaluate
-    from nonvae.train import train
+    """Train one variant from scratch, evaluate it, add the code spread (and the 2-D code plot)."""
+
+    def code_spread(method, trainer) -> dict:
+        from nonvae.evaluate.run import encode_all
+
+        z, _ = encode_all(method, trainer.data.test, trainer.device, trainer.cfg.eval.batch_size)
+        if latent == 2:
+            plot_codes(z, trainer.data.test.labels.numpy(), run_dir.parent / f"codes_{variant}_2d.png", variant)
+        return {"code/std": float(z.std(0).mean())}
 
     overrides = [*shared(budget, args), f"model.latent_dim={latent}", *VARIANTS[variant], *args.set]
-    cfg = load_config(CONFIG, overrides)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # fresh run: a resumed one would report no training time
-    started = time.time()
-    trainer = train(cfg, run_dir)
-    seconds = time.time() - started
-    method = trainer.method.eval()
-    metrics = evaluate(method, trainer.data, cfg, trainer.device)
-    z, _ = encode_all(method, trainer.data.test, trainer.device, cfg.eval.batch_size)
-    metrics["code/std"] = float(z.std(0).mean())
-    (run_dir / "eval.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    if latent == 2:
-        plot_codes(z, trainer.data.test.labels.numpy(), run_dir.parent / f"codes_{variant}_2d.png", variant)
-    return {**metrics, "train_seconds": seconds, "eval_seconds": time.time() - started - seconds,
-            "overrides": overrides}
+    _, metrics = train_and_evaluate(CONFIG, run_dir, overrides, fresh=True, extra=code_spread)
+    return {**metrics, "overrides": overrides}
 
 
 def plot_codes(z, labels, path: Path, title: str) -> None:
@@ -100,21 +88,15 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, "results/ltae.json", "JSON file; run dirs and the .md go beside it")
     p.add_argument("--budget-steps", type=int, default=5000, help="training steps per run (batch 64)")
-    p.add_argument("--out", default="results/ltae.json", help="JSON file; run dirs and the .md go beside it")
     p.add_argument("--latents", type=int, nargs="+", default=[2, 16])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-train", type=int, default=10000, help="training images the linear probe fits on")
     p.add_argument("--hausdorff-samples", type=int, default=5000)
     p.add_argument("--hausdorff-repeats", type=int, default=5)
-    p.add_argument("--set", action="append", default=[], help="extra overrides for every run")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(p, argv)
     out = Path(args.out)
     runs = out.with_suffix("")
     runs.mkdir(parents=True, exist_ok=True)
@@ -124,16 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {variant}, latent {latent}", file=sys.stderr, flush=True)
             results[f"{variant}/{latent}"] = run_one(variant, latent, args.budget_steps,
                                                      runs / f"{variant}_{latent}", args)
-    md = table(results)
     header = (f"LTAE benchmark (Fashion-MNIST, 500-500 softplus MLP): {args.budget_steps} steps × batch 64 "
               f"per run, Adam lr {args.lr}, seed {args.seed}; Hausdorff over {args.hausdorff_samples} test "
               f"images vs as many decoded N(0, I) codes, mean of {args.hausdorff_repeats} draws; probe "
-              f"fitted on {args.probe_train} training codes, scored on the 10,000 test codes.\n\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"budget_steps": args.budget_steps, "args": vars(args), "results": results},
-                              indent=1) + "\n")
-    out.with_suffix(".md").write_text(header + md + "\n")
-    print(header + md)
+              f"fitted on {args.probe_train} training codes, scored on the 10,000 test codes.")
+    write_outputs(out.parent, out.stem, header, table(results),
+                  {"budget_steps": args.budget_steps, "args": vars(args), "results": results})
     print(f"\nresults in {out.resolve()} (run dirs in {runs.resolve()})")
     return 0
 

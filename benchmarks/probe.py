@@ -9,30 +9,34 @@ k-means (k = 10) on PCA-whitened latents with Hungarian matching.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import comparison_report, markdown_table, train_and_evaluate, write_outputs  # noqa: E402
+from common import (  # noqa: E402
+    benchmark_parser,
+    comparison_report,
+    markdown_table,
+    parse_args,
+    train_and_evaluate,
+    write_outputs,
+)
 
 SHARED = ["train.lr=1e-3", "train.log_every=100", "train.checkpoint_every=1000", "train.sample_every=1000000"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, "results/probe")
     p.add_argument("--budget-steps", type=int, default=2000)
     p.add_argument("--latents", default="2,16", help="latent channels on the 4x4 grid, comma separated")
     p.add_argument("--probe-train-limit", type=int, default=None, help="fit the probe on the first N train images")
-    p.add_argument("--out", default="results/probe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[])
-    args = p.parse_args(argv)
+    p.add_argument("--methods", default="ae,acai", help="comma separated, e.g. 'acai' for one method only")
+    args = parse_args(p, argv)
     out = Path(args.out)
     rows = []
     for channels in [int(c) for c in args.latents.split(",")]:
-        for method in ("ae", "acai"):
+        for method in args.methods.split(","):
             overrides = [*SHARED, f"train.steps={args.budget_steps}", f"train.eval_every={args.budget_steps + 1}",
                          f"model.latent_channels={channels}", f"seed={args.seed}", *args.set]
             if args.probe_train_limit:

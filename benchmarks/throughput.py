@@ -151,7 +151,7 @@ def child_train(spec: dict) -> dict:
 
     overrides = {**PLAIN, **spec["overrides"], "data.image_size": spec["size"],
                  "train.batch_size": spec["batch"], "train.device": spec["device"],
-                 "train.progress": False, "train.tensorboard": False}
+                 "train.progress": False, "train.tensorboard": False, "train.report": False}
     cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
     bundle, images = synthetic_bundle(cfg, spec["batch"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,13 +256,13 @@ def child_quality(spec: dict) -> dict:
     from nonvae.evaluate.run import evaluate
     from nonvae.train import train
 
-    os.environ["NONVAE_REPORT"] = "0"
     steps = spec["steps"]
     overrides = [f"train.precision={spec['precision']}", f"train.channels_last={spec['channels_last']}",
                  f"train.steps={steps}", "train.lr=1e-3", "train.log_every=100",
                  f"train.eval_every={steps + 1}", f"train.checkpoint_every={steps}",
                  "train.sample_every=100000000", "train.progress=false", "train.tensorboard=false",
-                 "train.device=cpu", _kv("train.threads", spec.get("threads")), *spec.get("set", [])]
+                 "train.report=false", "train.device=cpu", _kv("train.threads", spec.get("threads")),
+                 *spec.get("set", [])]
     cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
@@ -284,12 +284,12 @@ def child_eval(spec: dict) -> dict:
     from nonvae.evaluate.run import encode_all
     from nonvae.train import train
 
-    os.environ["NONVAE_REPORT"] = "0"
     steps = spec["train_steps"]
     cfg = load_config(REPO / "configs" / "fashion_mnist" / "ae.yaml", [
         f"train.steps={steps}", "train.lr=1e-3", f"train.eval_every={steps + 1}",
         f"train.checkpoint_every={steps}", "train.sample_every=100000000", "train.progress=false",
-        "train.tensorboard=false", "train.device=cpu", _kv("train.threads", spec.get("threads"))])
+        "train.tensorboard=false", "train.report=false", "train.device=cpu",
+        _kv("train.threads", spec.get("threads"))])
     data = build_data(cfg.data, cfg.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,7 +319,7 @@ def child_eval(spec: dict) -> dict:
 
 # --------------------------------------------------------------------------- parent side
 def run_child(kind: str, spec: dict, env_extra: dict, timeout: float) -> dict:
-    env = {**os.environ, **env_extra, "NONVAE_REPORT": "0", "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -44,9 +44,7 @@ def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained ae run (latent_channels 4) to copy and damage."""
     path = tmp_path_factory.mktemp("bad") / "run"
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("NONVAE_REPORT", "0")  # no HTML report: not needed here
-        assert main(["train", AE, "--run-dir", str(path), *TINY]) == 0
+    assert main(["train", AE, "--run-dir", str(path), *TINY]) == 0  # TINY: train.report=false
     return path
 
 

@@ -51,8 +51,7 @@ class NanOnRank1:
 
 def _worker(rank: int, jobs: list[dict], out_dir: str) -> None:
     """One rank: run the jobs in order (each its own process group) and dump the final weights."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank),
-                      NONVAE_REPORT="0")
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from nonvae.data import build_data
 
@@ -107,19 +106,18 @@ def checkpoint_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _quiet_single_thread():
-    """No HTML reports, and one intra-op thread: on 2 shared cores, 2 spinning OpenMP threads made
-    these tiny convs up to 100x slower whenever other processes were running."""
+def _single_thread():
+    """One intra-op thread: on 2 shared cores, 2 spinning OpenMP threads made these tiny convs up to
+    100x slower whenever other processes were running. (No HTML reports either: every config here
+    gets train.report=false, from tiny_overrides or --set.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NONVAE_REPORT", "0")
-        yield
+    yield
     torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, _quiet_single_thread):
+def runs(tmp_path_factory, _single_thread):
     """Every 2-rank run of this module in one spawn (process start-up dominates on 2 cores)."""
     from nonvae.config import load_config
     from nonvae.data import build_data
@@ -196,13 +194,13 @@ def test_torchrun_cli_then_resume_on_one_process(tmp_path, tiny_lines, capfd):
     run_dir = tmp_path / "run"
     overrides = ["model.width=4", "data.image_size=16", "model.latent_width=2", "model.latent_channels=4",
                  "data.test_limit=64", "train.batch_size=8", "train.steps=2", "train.log_every=1",
-                 "train.progress=false", "train.tensorboard=false", "eval.lines_pairs=8"]
+                 "train.progress=false", "train.tensorboard=false", "train.report=false", "eval.lines_pairs=8"]
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
            f"--master_port={free_port()}", "-m", "nonvae", "train", str(REPO / "configs/lines/acai.yaml"),
            "--run-dir", str(run_dir)]
     for o in overrides:
         cmd += ["--set", o]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NONVAE_REPORT": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained acai for 2 steps") == 1  # rank 0 only

@@ -15,9 +15,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @pytest.fixture(autouse=True)
-def _quiet_single_thread(monkeypatch):
-    """No HTML reports, one intra-op thread (2 spinning OpenMP threads crawl on 2 shared cores)."""
-    monkeypatch.setenv("NONVAE_REPORT", "0")
+def _single_thread():
+    """One intra-op thread (2 spinning OpenMP threads crawl on 2 shared cores). No HTML reports either:
+    tiny_lines and tiny_digits set train.report=false."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -39,7 +39,7 @@ SETTINGS = tiny_overrides(**{
     "train.steps": STEPS, "train.checkpoint_every": 1, "train.keep_checkpoints": 2, "train.threads": 1,
     "train.log_every": 1,
 })
-ENV = {**os.environ, "NONVAE_REPORT": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # SETTINGS: train.report=false
 
 
 def command(run_dir: Path, *extra: str) -> list[str]:
@@ -66,12 +66,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tenso
     run_dir = tmp_path_factory.mktemp("faults") / "reference"
     threads = torch.get_num_threads()
     try:
-        with pytest.MonkeyPatch.context() as m:
-            m.setenv("NONVAE_REPORT", "0")
-            trainer = Trainer(load_config(CONFIG, SETTINGS), run_dir)  # train.threads=1: one torch thread
-            started = time.monotonic()
-            trainer.fit()
-            REFERENCE_SECONDS.append(time.monotonic() - started)
+        trainer = Trainer(load_config(CONFIG, SETTINGS), run_dir)  # train.threads=1: one torch thread
+        started = time.monotonic()
+        trainer.fit()
+        REFERENCE_SECONDS.append(time.monotonic() - started)
     finally:
         torch.set_num_threads(threads)
     return final_weights(run_dir)
@@ -167,7 +165,6 @@ def tiny(tiny_lines):
 
 
 def test_sigint_checkpoints_and_raises_keyboard_interrupt(tmp_path: Path, tiny, monkeypatch) -> None:
-    monkeypatch.setenv("NONVAE_REPORT", "0")
     trainer = Trainer(tiny(**{"train.steps": 6}), tmp_path)
     step_fn = trainer.method.train_step
 
@@ -187,7 +184,6 @@ def test_sigint_checkpoints_and_raises_keyboard_interrupt(tmp_path: Path, tiny, 
                                    SafetensorError("Error while serializing: I/O error: No space left on "
                                                    "device (os error 28)")])
 def test_disk_full_during_checkpoint_keeps_latest(tmp_path: Path, tiny, monkeypatch, error) -> None:
-    monkeypatch.setenv("NONVAE_REPORT", "0")
     train(tiny(**{"train.steps": 2, "train.checkpoint_every": 2}), tmp_path)
     before = final_weights(tmp_path)
     good = (tmp_path / "checkpoints" / "latest").resolve()
@@ -212,7 +208,6 @@ def test_disk_full_during_checkpoint_keeps_latest(tmp_path: Path, tiny, monkeypa
 
 
 def test_disk_full_writing_metrics_is_a_training_error(tmp_path: Path, tiny, monkeypatch) -> None:
-    monkeypatch.setenv("NONVAE_REPORT", "0")
     trainer = Trainer(tiny(**{"train.steps": 4}), tmp_path)
 
     def full(*args, **kwargs):

@@ -126,3 +126,23 @@ def test_mlp_probe_reads_what_a_linear_probe_cannot():
     linear = linear_probe(z[:1000], y[:1000], z[1000:], y[1000:])["probe/accuracy"]
     mlp = mlp_probe(z[:1000], y[:1000], z[1000:], y[1000:])["probe/accuracy"]
     assert linear < 0.7 and mlp > 0.9, (linear, mlp)
+
+
+def test_bf16_encoding_is_close_to_fp32_but_really_bf16():
+    """eval.precision: bf16 runs the encoder under autocast: codes differ by rounding only."""
+    from nonvae.config import load_config
+    from nonvae.data.base import ImageSet
+    from nonvae.evaluate.run import encode_all
+    from nonvae.methods import build_method
+
+    from .conftest import REPO, tiny_overrides
+
+    cfg = load_config(f"{REPO}/configs/lines/ae.yaml", tiny_overrides(**{"data.image_size": 16}))
+    torch.manual_seed(0)
+    method = build_method(cfg, (1, 16, 16)).eval()
+    ds = ImageSet(torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8))
+    z32, mse32 = encode_all(method, ds, torch.device("cpu"), batch_size=16)
+    z16, mse16 = encode_all(method, ds, torch.device("cpu"), batch_size=16, precision="bf16")
+    assert z16.dtype == np.float32 and not np.array_equal(z32, z16)
+    assert np.linalg.norm(z16 - z32) / np.linalg.norm(z32) < 0.05
+    assert abs(mse16 - mse32) / mse32 < 0.05

@@ -109,6 +109,8 @@ class EvalConfig:
     hausdorff: bool = False
     hausdorff_samples: int = 10000
     hausdorff_repeats: int = 10
+    precision: str = "fp32"  # fp32 | bf16: autocast while encoding the probe/k-means/recon sets (lines,
+    # Hausdorff and transfer metrics always run in fp32)
 
 
 @dataclass
@@ -300,6 +302,7 @@ def to_dict(obj: Any) -> Any:
 _CHOICES = {
     "data.name": ("lines", "fashion_mnist", "mnist", "svhn", "cifar10", "digits", "attributes", "domains"),
     "data.bad_images": ("error", "skip"),
+    "eval.precision": ("fp32", "bf16"),
     "data.base": ("auto", "fashion_mnist", "digits", "shapes"),
     "model.backbone": ("conv", "mlp", "split"),
     "model.arch": ("acai", "press"),

@@ -18,21 +18,26 @@ from nonvae.data.base import ImageSet
 
 @torch.no_grad()
 def encode_all(method, ds: ImageSet, device: torch.device, batch_size: int = 256,
-               desc: str | None = None, recon: bool = True) -> tuple[np.ndarray, float]:
+               desc: str | None = None, recon: bool = True, precision: str = "fp32") -> tuple[np.ndarray, float]:
     """Flattened codes of every image in ``ds`` and the mean reconstruction MSE.
 
     ``recon=False`` skips decoding (the MSE is then NaN): a third of the work for a conv AE, which
-    matters when encoding a whole training set for the probe.
+    matters when encoding a whole training set for the probe. ``precision='bf16'`` runs the networks
+    under bf16 autocast (codes and errors are read back in float32).
     """
     codes, sq, count = [], 0.0, 0
     starts = range(0, len(ds), batch_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 20, leave=False):
         batch = ds.batch(torch.arange(start, min(start + batch_size, len(ds))))
         x = batch["x"].to(device)
         domain = batch.get("domain")
-        z = method.encode(x, None if domain is None else domain.to(device))
+        with autocast:
+            z = method.encode(x, None if domain is None else domain.to(device))
+            if recon:
+                decoded = method.decode(z)
         if recon:
-            sq += float((method.decode(z).float() - x.float()).pow(2).sum())
+            sq += float((decoded.float() - x.float()).pow(2).sum())
             count += x.numel()
         codes.append(z.flatten(1).float().cpu().numpy())
     return np.concatenate(codes), sq / count if count else float("nan")
@@ -44,7 +49,7 @@ def evaluate(method, data: DataBundle, cfg: Config, device: torch.device | str =
     device = torch.device(device)
     e = cfg.eval
     test = data.test if not quick else data.test.subset(2000)
-    z_test, mse = encode_all(method, test, device, e.batch_size, desc="encode test")
+    z_test, mse = encode_all(method, test, device, e.batch_size, desc="encode test", precision=e.precision)
     metrics: dict[str, float] = {"recon/mse": mse}
 
     if data.name == "lines":
@@ -64,7 +69,8 @@ def evaluate(method, data: DataBundle, cfg: Config, device: torch.device | str =
         train = data.train_set if limit is None else data.train_set.subset(limit)
         y_test = test.labels.numpy()
         if e.probe:
-            z_train, _ = encode_all(method, train, device, e.batch_size, desc="encode train", recon=False)
+            z_train, _ = encode_all(method, train, device, e.batch_size, desc="encode train", recon=False,
+                                    precision=e.precision)
             metrics.update(linear_probe(z_train, train.labels.numpy(), z_test, y_test))
         if e.kmeans:
             metrics.update(kmeans_accuracy(z_test, y_test))

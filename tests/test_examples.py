@@ -1,0 +1,36 @@
+"""The examples/ notebooks run top to bottom on the shipped pretrained/ models, so they never rot.
+
+Each notebook asserts what it shows (e.g. ACAI's Mean Distance below the baseline's on the shipped
+lines models), so a broken model, API change or notebook fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from .conftest import REPO
+
+EXAMPLES = Path(REPO) / "examples"
+NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
+
+
+def test_there_are_notebooks_and_models():
+    assert {p.stem for p in NOTEBOOKS} >= {"visualise_interpolations", "transfer_attribute", "compare_methods"}
+    shipped = {p.name for p in (Path(REPO) / "pretrained").iterdir() if (p / "config.yaml").is_file()}
+    assert shipped >= {"lines_ae", "lines_acai", "fashion_mnist_acai", "attributes_disentangle"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # CI's 2 cores: the kernel must not oversubscribe them
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}})
+    client.execute()  # raises CellExecutionError (with the cell and traceback) on any failure
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
