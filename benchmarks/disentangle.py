@@ -24,14 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    benchmark_parser,
-    comparison_report,
-    markdown_table,
-    parse_args,
-    train_and_evaluate,
-    write_outputs,
-)
+import common  # noqa: E402
 
 CONFIG = "configs/attributes/disentangle.yaml"
 SHARED = ["train.log_every=100", "train.sample_every=1000000", "train.report=false"]
@@ -46,7 +39,7 @@ def run_one(lam: float, steps: int, out: Path, extra: list[str], seed: int) -> d
     overrides = [*SHARED, f"train.steps={steps}", f"train.eval_every={steps + 1}",
                  f"train.checkpoint_every={max(steps // 2, 1)}", f"seed={seed}",
                  f"regularizers.domain.weight={lam:g}", *extra]
-    _, metrics = train_and_evaluate(CONFIG, run_dir_of(out, lam), overrides)
+    _, metrics = common.train_and_evaluate(CONFIG, run_dir_of(out, lam), overrides)
     recon = [metrics[k] for k in ("transfer/recon_mse_a", "transfer/recon_mse_b") if k in metrics]
     return {"lambda": lam, "recon_mse": sum(recon) / len(recon), **metrics, "overrides": overrides}
 
@@ -70,12 +63,12 @@ def verdict(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = benchmark_parser(__doc__, "results/disentangle")
+    p = common.benchmark_parser(__doc__, "results/disentangle")
     p.add_argument("--steps", type=int, default=3000, help="training steps per run (batch 32 per domain)")
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.001, 0.01, 0.1])
     p.add_argument("--only", type=float, help="train and evaluate this one lambda; a later run without "
                    "--only reuses finished runs and writes the table")
-    args = parse_args(p, argv)
+    args = common.parse_args(p, argv)
     out = Path(args.out)
     if args.only is not None:
         run_one(args.only, args.steps, out, args.set, args.seed)
@@ -85,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0]["recon_mse"]
     for row in rows:
         row["recon_ratio"] = row["recon_mse"] / base if base else float("nan")
-    table = markdown_table(rows, COLUMNS)
+    table = common.markdown_table(rows, COLUMNS)
     header = (f"Disentanglement benchmark ({CONFIG}): {args.steps} steps × batch 32+32 per run, seed {args.seed}, "
               f"overrides {SHARED + args.set}; λ = 0 is the ablation.")
     summary = verdict(rows)
-    write_outputs(out, "disentangle", header, table + "\n\n" + summary,
+    common.write_outputs(out, "disentangle", header, table + "\n\n" + summary,
                   {"steps": args.steps, "rows": rows, "verdict": summary})
     print("\n" + summary)
-    comparison_report([run_dir_of(out, r["lambda"]) for r in rows], out / "disentangle.html",
+    common.comparison_report([run_dir_of(out, r["lambda"]) for r in rows], out / "disentangle.html",
                       header + "\n\n" + table)
     return 0
 

@@ -302,19 +302,25 @@ def child_eval(spec: dict) -> dict:
         method = build_method(cfg, data.shape)
     method.eval()
     device = torch.device("cpu")
-    start = time.perf_counter()
-    z_train, _ = encode_all(method, data.train_set, device, cfg.eval.batch_size, recon=False)  # as evaluate()
-    encode_train = time.perf_counter() - start
-    start = time.perf_counter()
-    z_test, mse = encode_all(method, data.test, device, cfg.eval.batch_size)
-    encode_test = time.perf_counter() - start
-    start = time.perf_counter()
-    probe = linear_probe(z_train, data.train_set.labels.numpy(), z_test, data.test.labels.numpy())
-    probe_seconds = time.perf_counter() - start
-    return {"train_steps": steps, "train_seconds": train_seconds, "threads": torch.get_num_threads(),
-            "latents": list(z_train.shape), "encode_train_seconds": encode_train,
-            "encode_test_seconds": encode_test, "probe_seconds": probe_seconds,
-            "total_seconds": encode_train + encode_test + probe_seconds, "recon/mse": mse, **probe}
+    out = {"train_steps": steps, "train_seconds": train_seconds, "threads": torch.get_num_threads(),
+           "by_precision": {}}
+    for precision in ("fp32", "bf16"):  # eval.precision: the same model, encoded both ways
+        start = time.perf_counter()
+        z_train, _ = encode_all(method, data.train_set, device, cfg.eval.batch_size, recon=False,
+                                precision=precision)  # as evaluate()
+        encode_train = time.perf_counter() - start
+        start = time.perf_counter()
+        z_test, mse = encode_all(method, data.test, device, cfg.eval.batch_size, precision=precision)
+        encode_test = time.perf_counter() - start
+        start = time.perf_counter()
+        probe = linear_probe(z_train, data.train_set.labels.numpy(), z_test, data.test.labels.numpy())
+        probe_seconds = time.perf_counter() - start
+        out["latents"] = list(z_train.shape)
+        out["by_precision"][precision] = {
+            "encode_train_seconds": encode_train, "encode_test_seconds": encode_test,
+            "probe_seconds": probe_seconds, "total_seconds": encode_train + encode_test + probe_seconds,
+            "recon/mse": mse, **probe}
+    return out
 
 
 # --------------------------------------------------------------------------- parent side
@@ -382,10 +388,13 @@ def markdown(result: dict) -> str:
     ev = result.get("eval_scale")
     if ev and "error" not in ev:
         lines += ["", f"Evaluation at scale (Fashion-MNIST AE after {ev['train_steps']} steps, "
-                  f"{ev['latents'][0]} x {ev['latents'][1]} latents): encode_all train "
-                  f"{ev['encode_train_seconds']:.1f} s + test {ev['encode_test_seconds']:.1f} s, "
-                  f"linear_probe {ev['probe_seconds']:.1f} s (test accuracy {ev['probe/accuracy']:.3f}); "
-                  f"total {ev['total_seconds']:.1f} s."]
+                  f"{ev['latents'][0]} x {ev['latents'][1]} training latents, {ev['threads']} thread(s)):", "",
+                  "| eval.precision | encode 60k train (s) | encode + decode 10k test (s) | linear probe (s) "
+                  "| total (s) | probe accuracy | recon MSE |", "|---|---|---|---|---|---|---|"]
+        for precision, r in ev["by_precision"].items():
+            lines.append(f"| {precision} | {r['encode_train_seconds']:.1f} | {r['encode_test_seconds']:.1f} | "
+                         f"{r['probe_seconds']:.1f} | {r['total_seconds']:.1f} | {r['probe/accuracy']:.3f} | "
+                         f"{r['recon/mse']:.4f} |")
     if result.get("quality"):
         lines += ["", f"bf16 quality check: {result['quality_steps']} steps, batch 64, lr 1e-3 (per seed, "
                   "the same data and initialisation for both precisions):", "",

@@ -97,6 +97,24 @@ def test_domain_regularizer_losses():
     assert opt.defaults["betas"] == (0.5, 0.999) and opt.defaults["lr"] == cfg.train.lr
 
 
+@pytest.mark.parametrize("fool", ["confuse", "flip"])
+def test_other_encoder_targets(fool):
+    cfg = tiny_cfg(**{"regularizers.domain.weight": 0.5, "regularizers.domain.fool": fool})
+    method = build_method(cfg, (1, 16, 16))
+    reg = method.regularizers["domain"]
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 1, 1, 0, 0, 0])
+    out = method.autoencoder(x, domain)
+    logits = reg.discriminator(out["content"]).float()
+    target = torch.full((6,), 0.5) if fool == "confuse" else 1 - domain
+    got = reg.loss(StepView({"x": x, "domain": domain}, x, out))["domain/adv"]
+    assert torch.allclose(got, 0.5 * F.binary_cross_entropy_with_logits(logits, target))
+    if fool == "confuse":  # minimal (zero gradient) where the discriminator says 0.5
+        z = torch.zeros(6, requires_grad=True)
+        F.binary_cross_entropy_with_logits(z, target).backward()
+        assert torch.allclose(z.grad, torch.zeros(6))
+
+
 def test_discriminator_learns_separable_content():
     cfg = tiny_cfg()
     method = build_method(cfg, (1, 16, 16))

@@ -132,6 +132,9 @@ class DomainConfig:
     lr: float | None = None
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     grad_clip: float | None = 5.0
+    # what the encoders are trained towards: 'b_label' (official: both domains' codes -> domain B's label),
+    # 'confuse' (both -> 0.5, the discriminator's maximum uncertainty) or 'flip' (A -> B's label, B -> A's)
+    fool: str = "b_label"
 
 
 @dataclass
@@ -303,6 +306,7 @@ _CHOICES = {
     "data.name": ("lines", "fashion_mnist", "mnist", "svhn", "cifar10", "digits", "attributes", "domains"),
     "data.bad_images": ("error", "skip"),
     "eval.precision": ("fp32", "bf16"),
+    "regularizers.domain.fool": ("b_label", "confuse", "flip"),
     "data.base": ("auto", "fashion_mnist", "digits", "shapes"),
     "model.backbone": ("conv", "mlp", "split"),
     "model.arch": ("acai", "press"),

@@ -73,7 +73,7 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
         + (", ".join(k for k, v in vars(cfg.regularizers).items() if v is not None) or "none") + ".",
         "",
         "Load it with `nonvae.load(\"" + str(out) + "\")`"
-        + (f"; `nonvae.pipeline.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
+        + (f"; `nonvae.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
            if n_samples else "."),
         "",
     ]

@@ -82,6 +82,21 @@ def hungarian_accuracy(y_true: Any, y_pred: Any) -> float:
     return float(counts[rows, cols].sum() / len(y_true))
 
 
+def _probe_inputs(train_z: Any, train_y: Any, test_z: Any, test_y: Any, who: str):
+    """Checked (train_z, train_y, test_z, test_y) arrays for a probe named ``who``."""
+    train_z = _as_2d_float(train_z, "train_z")
+    test_z = _as_2d_float(test_z, "test_z")
+    train_y = _as_labels(train_y, len(train_z), "train_y")
+    test_y = _as_labels(test_y, len(test_z), "test_y")
+    if train_z.shape[1] != test_z.shape[1]:
+        raise ValueError(f"train_z has {train_z.shape[1]} features but test_z has {test_z.shape[1]}")
+    if len(np.unique(train_y)) < 2:
+        raise ValueError(f"{who} needs at least two classes in train_y")
+    if len(test_z) == 0:
+        raise ValueError(f"{who} needs at least one test sample")
+    return train_z, train_y, test_z, test_y
+
+
 def linear_probe(
     train_z: Any,
     train_y: Any,
@@ -102,16 +117,7 @@ def linear_probe(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    train_z = _as_2d_float(train_z, "train_z")
-    test_z = _as_2d_float(test_z, "test_z")
-    train_y = _as_labels(train_y, len(train_z), "train_y")
-    test_y = _as_labels(test_y, len(test_z), "test_y")
-    if train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(f"train_z has {train_z.shape[1]} features but test_z has {test_z.shape[1]}")
-    if len(np.unique(train_y)) < 2:
-        raise ValueError("linear_probe needs at least two classes in train_y")
-    if len(test_z) == 0:
-        raise ValueError("linear_probe needs at least one test sample")
+    train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y, "linear_probe")
 
     scaler = StandardScaler().fit(train_z)
     xtr = scaler.transform(train_z)
@@ -137,13 +143,7 @@ def mlp_probe(train_z: Any, train_y: Any, test_z: Any, test_y: Any, hidden: tupl
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    train_z, test_z = _as_2d_float(train_z, "train_z"), _as_2d_float(test_z, "test_z")
-    train_y = _as_labels(train_y, len(train_z), "train_y")
-    test_y = _as_labels(test_y, len(test_z), "test_y")
-    if train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(f"train_z has {train_z.shape[1]} features but test_z has {test_z.shape[1]}")
-    if len(np.unique(train_y)) < 2:
-        raise ValueError("mlp_probe needs at least two classes in train_y")
+    train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y, "mlp_probe")
     scaler = StandardScaler().fit(train_z)
     early = len(train_z) >= 50
     clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=max_iter, early_stopping=early,

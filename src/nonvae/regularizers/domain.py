@@ -15,6 +15,11 @@ the same. The discriminator loss is the official sum ``bce_A + bce_B``.
 The discriminator learns from the detached codes of the autoencoder's forward
 (the official code re-encodes after the autoencoder update; one forward is
 cheaper and the difference is one optimizer step of E1).
+
+``fool`` picks other encoder targets: 'confuse' (0.5 for both domains, the cross-entropy against the
+uniform label of Tzeng et al. 2015, minimal when the discriminator cannot tell) or 'flip' (each
+domain to the other's label, as GAN generators are trained). With the official target the encoders
+keep pushing domain B's codes further towards "B" even when the domains are indistinguishable.
 """
 
 from __future__ import annotations
@@ -58,8 +63,16 @@ class DomainDiscriminator(Regularizer):
         _domains(view)  # fail early on one-domain data
         # the discriminator is frozen here (the method turns its grads off); call the raw module
         logits = self.discriminator(view.out["content"]).float()
-        fool = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, FOOL_LABEL))
+        fool = F.binary_cross_entropy_with_logits(logits, self._fool_targets(view, logits))
         return {"domain/adv": self.cfg.weight * fool}
+
+    def _fool_targets(self, view: StepView, logits: torch.Tensor) -> torch.Tensor:
+        """The labels the encoders want the discriminator to output (see DomainConfig.fool)."""
+        if self.cfg.fool == "confuse":
+            return torch.full_like(logits, 0.5)
+        if self.cfg.fool == "flip":
+            return 1.0 - _domains(view).to(logits.dtype)
+        return torch.full_like(logits, FOOL_LABEL)
 
     def players(self) -> dict[str, nn.Module]:
         return {PLAYER: self.discriminator}
