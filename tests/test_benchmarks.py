@@ -20,10 +20,15 @@ def test_disentangle_benchmark_sweep_and_ablation(tmp_path, capsys):
     tiny = tiny_overrides(**{"data.base": "digits", "data.image_size": 16, "data.train_limit": 80,
                              "data.test_limit": 24, "model.latent_width": 4, "model.content_dim": 4,
                              "model.attribute_dim": 2, "train.batch_size": 8, "eval.probe_train_limit": 80})
-    args = ["--steps", "3", "--lambdas", "0.5", "--threads", "1", "--out", str(tmp_path)]
-    assert disentangle.main(args + [a for kv in tiny for a in ("--set", kv)]) == 0
+    args = ["--steps", "3", "--lambdas", "0.5", "--fools", "b_label", "confuse", "--threads", "1",
+            "--out", str(tmp_path), *[a for kv in tiny for a in ("--set", kv)]]
+    assert disentangle.main([*args, "--lane", "1/2"]) == 0  # trains runs 1 (b_label 0.5) only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b_label_lambda_0.5"]
+    assert disentangle.main(args) == 0  # reuses that run, trains the other two, writes the table
     payload = json.loads((tmp_path / "disentangle.json").read_text())
-    assert [r["lambda"] for r in payload["rows"]] == [0.0, 0.5]  # the lambda = 0 ablation is always added
+    # the lambda = 0 ablation is always added
+    assert [(r["encoder target"], r["lambda"]) for r in payload["rows"]] == [("-", 0), ("b_label", 0.5),
+                                                                              ("confuse", 0.5)]
     for row in payload["rows"]:
         for _, key, _ in disentangle.COLUMNS:
             assert row.get(key) is not None, key
