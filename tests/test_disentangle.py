@@ -236,3 +236,23 @@ def test_python_api_matches_the_code_operations(tiny_run):
     assert torch.allclose(nonvae.remove_attribute(method, x), method.decode(remove_code(method, x)).clamp(-1, 1))
     frames = nonvae.interpolate_attribute(method, x[:2], None, x[2:], steps=3)
     assert torch.allclose(frames[:, -1], out["added"][:, 0], atol=1e-5)
+
+
+def test_transfer_from_a_model_folder_without_its_data(tiny_run, tmp_path, capsys):
+    """A shipped model on a machine without its dataset: the grid uses the folder's samples.npz."""
+    import yaml
+
+    from nonvae.export import export
+
+    _, run_dir = tiny_run
+    model = export(run_dir, tmp_path / "model", inference_only=True, samples=8)
+    cfg = yaml.safe_load((model / "config.yaml").read_text())
+    cfg["data"].update(name="domains", root=str(tmp_path / "not_here"))
+    (model / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "grid.png"
+    assert main(["transfer", str(model), "--n", "3", "--out", str(out)]) == 0
+    assert "samples.npz" in capsys.readouterr().err
+    assert np.load(out.with_suffix(".npz"))["added"].shape == (3, 3, 1, 16, 16)
+    (model / "samples.npz").unlink()  # without samples the missing data is the error, naming the folder
+    assert main(["transfer", str(model), "--out", str(out)]) == 2
+    assert "not_here" in capsys.readouterr().err

@@ -82,13 +82,15 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     from nonvae.data import build_data
     from nonvae.errors import ConfigError
-    from nonvae.pipeline import config_of, interpolate, load
+    from nonvae.pipeline import config_of, interpolate, load, test_set_or_samples
 
     if args.pairs <= 0 or args.steps < 2:
         raise ConfigError("--pairs must be > 0 and --steps >= 2")
     method = load(args.run_dir, args.device)
     cfg = config_of(args.run_dir)
-    test = build_data(cfg.data, cfg.seed).test
+    test, note = test_set_or_samples(args.run_dir, lambda: build_data(cfg.data, cfg.seed).test)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(test), generator=g)
     if len(idx) < 2 * args.pairs:

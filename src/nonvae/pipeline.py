@@ -160,3 +160,21 @@ def samples_set(path: str | Path):
     extras = {"domain": samples["domain"].float()} if "domain" in samples else {}
     labels = samples["y"].long() if "y" in samples else None
     return ImageSet(samples["x"], labels, name=f"{path}/samples.npz", extras=extras)
+
+
+def test_set_or_samples(path: str | Path, build) -> tuple:
+    """(``build()``, None), or for a model folder whose data is not on this machine (samples.npz, note).
+
+    ``build`` makes the run's test set (e.g. ``lambda: build_data(cfg.data, cfg.seed).test``); the note
+    says why the stored samples were used instead.
+    """
+    from nonvae.errors import NonvaeError
+
+    try:
+        return build(), None
+    except NonvaeError as exc:
+        if not (Path(path) / "samples.npz").is_file():
+            raise
+        test = samples_set(path)
+        return test, (f"using the {len(test)} test images stored with the model (samples.npz): "
+                      f"the training data is not on this machine ({exc})")

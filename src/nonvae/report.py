@@ -363,18 +363,12 @@ def _trained_steps(path: Path) -> int | None:
 def _test_images(path: Path, cfg, page: RunPage):
     """The run's test set; for a model folder whose data is not on this machine, its samples.npz."""
     from nonvae.data import build_data
-    from nonvae.errors import NonvaeError
-    from nonvae.pipeline import samples_set
+    from nonvae.pipeline import test_set_or_samples
 
-    try:
-        return build_data(cfg.data, cfg.seed).test
-    except NonvaeError as exc:
-        if not (path / "samples.npz").is_file():
-            raise
-        test = samples_set(path)
-        page.notes.append(f"Pictures from the {len(test)} test images stored with the model (samples.npz): "
-                          f"the training data is not on this machine ({exc}).")
-        return test
+    test, note = test_set_or_samples(path, lambda: build_data(cfg.data, cfg.seed).test)
+    if note:
+        page.notes.append(f"Pictures from the test images stored with the model: {note}.")
+    return test
 
 
 def collect_run(path: Path, name: str, device: torch.device | str = "cpu",

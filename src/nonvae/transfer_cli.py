@@ -21,6 +21,7 @@ size. Writes the grid as PNG and every image as .npz beside it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,14 @@ def _grid_cells(content: torch.Tensor, donors: torch.Tensor, images: dict) -> li
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from nonvae.data.domains import domain_test_set
-    from nonvae.pipeline import config_of, interpolate_attribute, load, remove_attribute, transfer
+    from nonvae.pipeline import (
+        config_of,
+        interpolate_attribute,
+        load,
+        remove_attribute,
+        test_set_or_samples,
+        transfer,
+    )
 
     if args.n <= 0:
         raise ConfigError("--n must be > 0")
@@ -124,7 +132,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         s.lstrip("-").isdigit() for s in given)
     g = torch.Generator().manual_seed(args.seed)
     if needs_test:
-        test = domain_test_set(cfg.data)
+        test, note = test_set_or_samples(args.run_dir, lambda: domain_test_set(cfg.data))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         domain = test.extras["domain"]
         pool_a = test.batch(torch.nonzero(domain > 0.5).view(-1))["x"]
         pool_b = test.batch(torch.nonzero(domain <= 0.5).view(-1))["x"]
