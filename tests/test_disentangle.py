@@ -72,7 +72,7 @@ def tiny_cfg(**extra):
 
 
 def test_domain_regularizer_losses():
-    cfg = tiny_cfg(**{"regularizers.domain.weight": 0.5})
+    cfg = tiny_cfg(**{"regularizers.domain.weight": 0.5, "regularizers.domain.fool": "b_label"})
     method = build_method(cfg, (1, 16, 16))
     reg = method.regularizers["domain"]
     x = torch.rand(6, 1, 16, 16) * 2 - 1

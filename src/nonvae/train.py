@@ -545,9 +545,14 @@ def _diff_keys(old, new, prefix: str = "") -> set[str]:
 def train(cfg: Config, run_dir: str | Path) -> Trainer:
     """Train (or resume) the run in ``run_dir``; returns the trainer with the trained method."""
     trainer = Trainer(cfg, run_dir)
-    trainer.fit()
-    if trainer.dist.enabled:
-        torch.distributed.destroy_process_group()
+    try:
+        trainer.fit()
+    finally:
+        if trainer.dist.active:
+            # DDP wrappers hold the process group: release them first, then leave the group on every
+            # exit path (a process that exits with gloo work alive can abort at interpreter shutdown)
+            trainer.callers = {name: module for name, module in trainer.method.players().items()}
+            torch.distributed.destroy_process_group()
     return trainer
 
 
