@@ -22,6 +22,11 @@ from nonvae.pipeline import checkpoint_dir_of, config_of
 SAMPLES_FILE = "samples.npz"
 
 
+def _settings(section) -> str:
+    """A regularizer's scalar settings as 'key value, ...' for the model card."""
+    return ", ".join(f"{k} {v}" for k, v in vars(section).items() if isinstance(v, int | float | str))
+
+
 def _write_samples(cfg, path: Path, n: int) -> int:
     """Up to n test images (half from each domain for two-domain data) -> samples.npz; returns the count."""
     import numpy as np
@@ -70,7 +75,8 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
         "",
         f"Trained for {state['step']} steps (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.seed}).",
         f"Backbone: {cfg.model.backbone}; regularizers: "
-        + (", ".join(k for k, v in vars(cfg.regularizers).items() if v is not None) or "none") + ".",
+        + (", ".join(f"{k} ({_settings(v)})" for k, v in vars(cfg.regularizers).items() if v is not None)
+           or "none") + ". The full config is config.yaml.",
         "",
         "Load it with `nonvae.load(\"" + str(out) + "\")`"
         + (f"; `nonvae.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
