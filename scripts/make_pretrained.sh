@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild pretrained/ from the benchmarks at CPU budget (about 45 minutes on 2 idle cores).
 #
-# Each shipped model is the run a benchmark trained, exported with only the autoencoder's weights
-# (`nonvae export --inference-only`) and 16 of its test images (samples.npz), so that the examples/
-# notebooks, `nonvae transfer` and `nonvae report` work without training and without the data.
+# Each shipped model is the run a benchmark trained, exported with only the autoencoder's weights in
+# float16 (`nonvae export --inference-only --half`) and 16 of its test images (samples.npz), so that
+# the examples/ notebooks, `nonvae transfer` and `nonvae report` work without training or the data.
 #   lines_ae, lines_acai        benchmarks/lines.py (the README's lines table)
 #   fashion_mnist_acai          benchmarks/probe.py, ACAI with the 4x4x16 latent
 #   attributes_disentangle      benchmarks/disentangle.py, the 'confuse' encoder target at the lambda in
@@ -28,7 +28,7 @@ python benchmarks/disentangle.py --steps 9000 --lambdas "$LAMBDA" --fools confus
 
 export_model() {  # run directory, model name
   rm -rf "pretrained/$2"
-  nonvae export "$1" --out "pretrained/$2" --inference-only --samples 16
+  nonvae export "$1" --out "pretrained/$2" --inference-only --half --samples 16
 }
 export_model "$RESULTS/lines/ae" lines_ae
 export_model "$RESULTS/lines/acai" lines_acai

@@ -69,6 +69,20 @@ def test_inference_only_export_has_just_the_autoencoder(lines_run, tmp_path):
         nonvae.load_samples(out)
 
 
+def test_half_export_is_smaller_and_close(lines_run, tmp_path):
+    full, half = tmp_path / "full", tmp_path / "half"
+    assert main(["export", str(lines_run), "--out", str(full), "--inference-only", "--samples", "0"]) == 0
+    assert main(["export", str(lines_run), "--out", str(half), "--inference-only", "--samples", "0", "--half"]) == 0
+    size = [(p / "autoencoder.safetensors").stat().st_size for p in (full, half)]
+    assert size[1] < 0.6 * size[0]
+    a, b = nonvae.load(full), nonvae.load(half)
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    ya, yb = a.decode(a.encode(x)), b.decode(b.encode(x))
+    assert not torch.equal(ya, yb) and (ya - yb).abs().max() < 1e-2
+    assert "float16" in (half / "README.md").read_text()
+
+
 def test_digits_eval_has_probe_and_kmeans(tmp_path, tiny_digits):
     from nonvae.config import dump_config
 

@@ -117,7 +117,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nonvae.export import export
 
-    out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples)
+    out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples, half=args.half)
     print(f"exported {args.run_dir} to {out}")
     return 0
 
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--inference-only", action="store_true",
                    help="only the autoencoder's weights (no critic/discriminator): smaller, cannot resume training")
     x.add_argument("--samples", type=int, default=16, help="test images stored in samples.npz (0: none)")
+    x.add_argument("--half", action="store_true", help="store float weights as float16 (half the size)")
     x.set_defaults(func=cmd_export)
 
     for _name, module in (("preprocess", "nonvae.preprocess"), ("report", "nonvae.report"),

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from nonvae.checkpoint import read_state
+from nonvae.checkpoint import load_tensors, read_state
 from nonvae.config import dump_config
 from nonvae.errors import NonvaeError
 from nonvae.methods import AUTOENCODER
@@ -54,7 +54,8 @@ def _write_samples(cfg, path: Path, n: int) -> int:
     return len(index)
 
 
-def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16) -> Path:
+def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16,
+           half: bool = False) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     cfg = config_of(run_dir)
     ckpt = checkpoint_dir_of(run_dir)
@@ -63,7 +64,14 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     for name in players:
-        shutil.copyfile(ckpt / f"{name}.safetensors", out / f"{name}.safetensors")
+        if half:  # float16 copies: half the size; loading casts them back to the model's float32
+            from safetensors.torch import save_file
+
+            tensors = {k: (v.half() if v.is_floating_point() else v).contiguous()
+                       for k, v in load_tensors(ckpt / f"{name}.safetensors").items()}
+            save_file(tensors, str(out / f"{name}.safetensors"), metadata={"stored_as": "float16"})
+        else:
+            shutil.copyfile(ckpt / f"{name}.safetensors", out / f"{name}.safetensors")
     metrics = {}
     if (run_dir / "eval.json").is_file():
         shutil.copyfile(run_dir / "eval.json", out / "eval.json")
@@ -81,6 +89,8 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
         "Load it with `nonvae.load(\"" + str(out) + "\")`"
         + (f"; `nonvae.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
            if n_samples else "."),
+        *(["", "Weights are stored as float16 (half the size; loading casts them back to float32). "
+            "The metrics below were measured with the float32 weights before export."] if half else []),
         "",
     ]
     if metrics:
