@@ -28,6 +28,8 @@ def test_there_are_notebooks_and_models():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # CI's 2 cores: the kernel must not oversubscribe them
+    # figures as notebook outputs (the test session's Agg backend would draw them nowhere)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}})
     client.execute()  # raises CellExecutionError (with the cell and traceback) on any failure
