@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 python -m pytest "$@"
-ruff check src tests benchmarks
+ruff check src tests benchmarks examples

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from nonvae.errors import CheckpointError, ConfigError, NonvaeError
+from nonvae.viz import numeric_keys
 
 PathLike = str | Path
 
@@ -137,17 +138,6 @@ def read_metrics(run_dir: Path, records: Sequence[dict]) -> tuple[dict[str, floa
         metrics = {k: float(v) for k, v in last.items() if k not in ("step", "kind") and _is_number(v)}
         return metrics, f"periodic evaluation at step {last.get('step')} (quick: test subset)"
     return {}, "not evaluated yet (run `nonvae eval RUN_DIR`)"
-
-
-def _numeric_keys(runs: Mapping[str, Sequence[dict]]) -> list[str]:
-    """Numeric keys other than 'step', first-seen order across runs."""
-    keys: dict[str, None] = {}
-    for rows in runs.values():
-        for row in rows:
-            for k, v in row.items():
-                if k != "step" and _is_number(v):
-                    keys.setdefault(k, None)
-    return list(keys)
 
 
 # --------------------------------------------------------------------------- pictures
@@ -312,7 +302,7 @@ def curve_pictures(runs: Mapping[str, Sequence[dict]]) -> list[Picture]:
     evals = {k: v for k, v in evals.items() if v}
     pictures = []
     if train:
-        keys = [k for k in _numeric_keys(train) if k not in THROUGHPUT_KEYS and k not in NOT_CURVES]
+        keys = [k for k in numeric_keys(train) if k not in THROUGHPUT_KEYS and k not in NOT_CURVES]
         if keys:
             pictures.append(_figure_picture(
                 lambda p: plot_runs(train, p, keys=keys, title="Training losses per step (dimensionless)",
@@ -324,7 +314,7 @@ def curve_pictures(runs: Mapping[str, Sequence[dict]]) -> list[Picture]:
                 lambda p: plot_runs(train, p, keys=tkeys, title="Throughput (steps/s, images/s; all ranks)"),
                 "Throughput", "training speed since the (re)start, averaged"))
     if evals:
-        keys = _numeric_keys(evals)
+        keys = numeric_keys(evals)
         if keys:
             pictures.append(_figure_picture(
                 lambda p: plot_runs(evals, p, keys=keys, title="Periodic evaluation (quick: test subset)"),

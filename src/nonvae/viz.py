@@ -99,7 +99,7 @@ def _is_scalar(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
 
 
-def _numeric_keys(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+def numeric_keys(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
     """Scalar keys other than 'step' in first-seen order across all runs."""
     keys: dict[str, None] = {}
     for records in runs.values():
@@ -144,7 +144,7 @@ def plot_runs(
     """
     from matplotlib.figure import Figure
 
-    keys = list(keys) if keys is not None else _numeric_keys(runs)
+    keys = list(keys) if keys is not None else numeric_keys(runs)
     if not keys:
         raise ValueError("no scalar metrics to plot (records need numeric keys besides 'step')")
     ncols = min(3, len(keys))
