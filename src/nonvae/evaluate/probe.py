@@ -11,6 +11,7 @@ ill-conditioned synthetic set), so there is no torch re-implementation to mainta
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -106,6 +107,7 @@ def linear_probe(
     seed: int = 0,
     tol: float = PROBE_TOL,
     C: float = 1.0,
+    threads: int | None = 1,
 ) -> dict[str, float]:
     """Test accuracy of one softmax layer trained on frozen latents (how linearly decodable they are).
 
@@ -116,14 +118,18 @@ def linear_probe(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y, "linear_probe")
 
     scaler = StandardScaler().fit(train_z)
-    xtr = scaler.transform(train_z)
-    xte = scaler.transform(test_z)
+    # float32: L-BFGS keeps the dtype, 1.5x faster on 60k x 256 codes than float64, same accuracy
+    xtr = scaler.transform(train_z).astype(np.float32)
+    xte = scaler.transform(test_z).astype(np.float32)
     clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, tol=tol, random_state=seed)
-    with warnings.catch_warnings():
+    # one BLAS/OpenMP thread: on a shared 2-core machine 2 threads made this fit 1.6x slower (60k x 256)
+    limit = threadpool_limits(limits=threads) if threads else contextlib.nullcontext()
+    with warnings.catch_warnings(), limit:
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(xtr, train_y)
     return {
