@@ -256,3 +256,14 @@ def test_transfer_from_a_model_folder_without_its_data(tiny_run, tmp_path, capsy
     (model / "samples.npz").unlink()  # without samples the missing data is the error, naming the folder
     assert main(["transfer", str(model), "--out", str(out)]) == 2
     assert "not_here" in capsys.readouterr().err
+
+
+def test_export_pins_the_automatic_base_images():
+    """base: auto resolves per machine; an exported model records what it was trained on."""
+    from nonvae.data.attributes import load_base
+    from nonvae.export import _pin_attribute_base
+
+    cfg = tiny_cfg(**{"data.base": "auto"})
+    pinned = _pin_attribute_base(cfg)
+    assert cfg.data.base == "auto" and pinned.data.base == load_base(cfg.data, "test")[2]
+    assert pinned.data.base in ("fashion_mnist", "digits", "shapes")

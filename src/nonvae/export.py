@@ -27,6 +27,24 @@ def _settings(section) -> str:
     return ", ".join(f"{k} {v}" for k, v in vars(section).items() if isinstance(v, int | float | str))
 
 
+def _pin_attribute_base(cfg):
+    """data.base 'auto' -> the base images this machine resolves it to (as the run saw them), so that the
+    folder elsewhere does not silently fall back to other base images."""
+    import copy
+
+    if cfg.data.name != "attributes" or cfg.data.base != "auto":
+        return cfg
+    from nonvae.data.attributes import load_base
+
+    try:
+        _, _, base = load_base(cfg.data, "test")
+    except NonvaeError:
+        return cfg
+    pinned = copy.deepcopy(cfg)
+    pinned.data.base = base
+    return pinned
+
+
 def _write_samples(cfg, path: Path, n: int) -> int:
     """Up to n test images (half from each domain for two-domain data) -> samples.npz; returns the count."""
     import numpy as np
@@ -62,6 +80,7 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     state = read_state(ckpt)
     players = [p for p in state.get("players", []) if not inference_only or p == AUTOENCODER]
     out.mkdir(parents=True, exist_ok=True)
+    cfg = _pin_attribute_base(cfg)
     dump_config(cfg, out / "config.yaml")
     for name in players:
         if half:  # float16 copies: half the size; loading casts them back to the model's float32
