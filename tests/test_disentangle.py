@@ -180,8 +180,10 @@ def test_transfer_cli(tiny_run, tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(out).size == (5 * 18 + 2, 5 * 18 + 2)  # 2 + 3 donors columns, 1 + 3 + 1 rows
-    assert main(["transfer", str(run_dir), "--content", "0", "1", "--attribute", "2", "--out", str(out)]) == 0
+    assert main(["transfer", str(run_dir), "--content", "0", "1", "--attribute", "2", "--out", str(out),
+                 "--scale", "3"]) == 0
     assert np.load(out.with_suffix(".npz"))["added"].shape == (2, 1, 1, 16, 16)
+    assert Image.open(out).size == (3 * (3 * 18 + 2), 3 * (4 * 18 + 2))  # 2 + 1 columns, 1 + 2 + 1 rows, x3
     assert main(["transfer", str(run_dir), "--content", "999", "--out", str(out)]) == 2
     assert "test set has" in capsys.readouterr().err
 

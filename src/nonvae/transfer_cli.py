@@ -76,8 +76,9 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
-def save_grid_png(cells: list[list[torch.Tensor | None]], path: Path) -> None:
-    """A grid of (C, H, W) images in [-1, 1] (None = grey), PAD pixels apart."""
+def save_grid_png(cells: list[list[torch.Tensor | None]], path: Path, scale: int = 1) -> None:
+    """A grid of (C, H, W) images in [-1, 1] (None = grey), PAD pixels apart, upscaled ``scale`` times
+    with nearest neighbour (small images stay crisp)."""
     from PIL import Image
 
     first = next(c for row in cells for c in row if c is not None)
@@ -88,6 +89,8 @@ def save_grid_png(cells: list[list[torch.Tensor | None]], path: Path) -> None:
         for c, cell in enumerate(row):
             y, x = PAD + r * (h + PAD), PAD + c * (w + PAD)
             canvas[y: y + h, x: x + w] = int(BLANK * 255) if cell is None else _to_uint8(cell)
+    if scale > 1:
+        canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
     image = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
@@ -116,6 +119,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         raise ConfigError("--n must be > 0")
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2 (got {args.steps})")
+    if args.scale < 1:
+        raise ConfigError(f"--scale must be >= 1 (got {args.scale})")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out {out}: expected a .png (or .jpg) file name")
@@ -169,7 +174,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                     cells.append([content[i], *frames[i]])
             what = (f"per content image: attribute code from zero to donor 1 in {args.steps} steps"
                     + (", then from donor 1 to donor 2" if len(donors) > 1 else ""))
-    save_grid_png([[c.cpu() if c is not None else None for c in row] for row in cells], out)
+    save_grid_png([[c.cpu() if c is not None else None for c in row] for row in cells], out, args.scale)
     npz = out.with_suffix(".npz")
     np.savez_compressed(npz, **{k: v.float().cpu().numpy() for k, v in images.items()})
     print(f"wrote {out} ({what}) and {npz}")
@@ -188,6 +193,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="attribute donors: indices into the domain-A test images, image files, folders or list files")
     p.add_argument("--n", type=int, default=6, help="images drawn per side when not given (default 6)")
     p.add_argument("--steps", type=int, default=8, help="interpolation steps with --mode interpolate (default 8)")
+    p.add_argument("--scale", type=int, default=1, help="upscale the PNG this many times (nearest neighbour)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .png; the images also go to the .npz beside it")
     p.add_argument("--device", default="cpu")
