@@ -67,6 +67,9 @@ def test_inference_only_export_has_just_the_autoencoder(lines_run, tmp_path):
                        nonvae.load(out).decode(nonvae.load(out).encode(x)))
     with pytest.raises(nonvae.pipeline.CheckpointError, match="samples.npz"):
         nonvae.load_samples(out)
+    (out / "samples.npz").write_bytes(b"PK\x03\x04 not a zip")  # a corrupt file names itself
+    with pytest.raises(nonvae.pipeline.CheckpointError, match="samples.npz: unreadable"):
+        nonvae.load_samples(out)
 
 
 def test_half_export_is_smaller_and_close(lines_run, tmp_path):

@@ -13,8 +13,8 @@ from nonvae.autoencoders import SplitAutoencoder
 from nonvae.cli import main
 from nonvae.config import ModelConfig, load_config
 from nonvae.evaluate.run import evaluate
-from nonvae.evaluate.transfer import add_code, remove_code
 from nonvae.methods import build_method
+from nonvae.pipeline import add_code, remove_code
 from nonvae.regularizers.base import StepView
 from nonvae.train import train
 
@@ -223,6 +223,11 @@ def test_transfer_modes_and_list_files(tiny_run, tmp_path, capsys):
     assert main(["transfer", str(run_dir), "--mode", "interpolate", "--steps", "1", "--out", str(out)]) == 2
     assert main(["transfer", str(run_dir), "--attribute", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
     assert "missing.txt" in capsys.readouterr().err
+    (tmp_path / "broken.txt").write_text("donor0.png\n# a comment\ngone.png\n")
+    assert main(["transfer", str(run_dir), "--content", "0", "--attribute", str(tmp_path / "broken.txt"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gone.png" in err[0] and "broken.txt line 3" in err[0]
 
 
 def test_python_api_matches_the_code_operations(tiny_run):
@@ -238,6 +243,8 @@ def test_python_api_matches_the_code_operations(tiny_run):
     assert torch.allclose(nonvae.remove_attribute(method, x), method.decode(remove_code(method, x)).clamp(-1, 1))
     frames = nonvae.interpolate_attribute(method, x[:2], None, x[2:], steps=3)
     assert torch.allclose(frames[:, -1], out["added"][:, 0], atol=1e-5)
+    with pytest.raises(nonvae.pipeline.ConfigError, match="give 1 or one per content image"):
+        nonvae.interpolate_attribute(method, x[:2], None, x, steps=3)
 
 
 def test_transfer_from_a_model_folder_without_its_data(tiny_run, tmp_path, capsys):

@@ -79,6 +79,27 @@ def _split_backbone(method):
     return ae
 
 
+@torch.no_grad()
+def split_codes(method, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E1(x), E2(x)), the attribute code not masked by domain."""
+    return _split_backbone(method).encode_parts(x, None)
+
+
+@torch.no_grad()
+def remove_code(method, x: torch.Tensor) -> torch.Tensor:
+    """[E1(x), 0]: the code of x with its attribute removed."""
+    content, attribute = split_codes(method, x)
+    return method.autoencoder.combine(content, torch.zeros_like(attribute))
+
+
+@torch.no_grad()
+def add_code(method, content_x: torch.Tensor, donor_x: torch.Tensor) -> torch.Tensor:
+    """[E1(content_x), E2(donor_x)]: content_x with the donor's attribute."""
+    content, _ = split_codes(method, content_x)
+    _, attribute = split_codes(method, donor_x)
+    return method.autoencoder.combine(content, attribute)
+
+
 def _decode(method, content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
     ae = method.autoencoder
     return method.decode(ae.combine(content, attribute)).float().clamp(-1, 1)
@@ -87,8 +108,7 @@ def _decode(method, content: torch.Tensor, attribute: torch.Tensor) -> torch.Ten
 @torch.no_grad()
 def remove_attribute(method, x: torch.Tensor) -> torch.Tensor:
     """G(E1(x), 0): the images with their attribute removed (a domain-B image comes back as itself)."""
-    content, attribute = _split_backbone(method).encode_parts(x, None)
-    return _decode(method, content, torch.zeros_like(attribute))
+    return method.decode(remove_code(method, x)).float().clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -98,9 +118,8 @@ def transfer(method, content: torch.Tensor, donors: torch.Tensor) -> dict[str, t
     Returns ``removed`` (M, C, H, W) = G(E1(c), 0), ``added`` (M, N, C, H, W) = G(E1(c), E2(d)) and
     ``donors_removed`` (N, C, H, W) = G(E1(d), 0).
     """
-    ae = _split_backbone(method)
-    c_content, c_attr = ae.encode_parts(content, None)
-    d_content, d_attr = ae.encode_parts(donors, None)
+    c_content, c_attr = split_codes(method, content)
+    d_content, d_attr = split_codes(method, donors)
     m, n = len(content), len(donors)
     added = _decode(method, c_content.repeat_interleave(n, 0), d_attr.repeat(m, *([1] * (d_attr.ndim - 1))))
     return {"removed": _decode(method, c_content, torch.zeros_like(c_attr)),
@@ -118,11 +137,14 @@ def interpolate_attribute(method, content: torch.Tensor, start: torch.Tensor | N
     """
     if steps < 2:
         raise ConfigError(f"steps must be >= 2 (got {steps})")
-    ae = _split_backbone(method)
-    content_code, _ = ae.encode_parts(content, None)
-    _, a_end = ae.encode_parts(end, None)
-    a_start = torch.zeros_like(a_end) if start is None else ae.encode_parts(start, None)[1]
     m = len(content)
+    for name, donor in (("start", start), ("end", end)):
+        if donor is not None and len(donor) not in (1, m):
+            raise ConfigError(f"interpolate_attribute: {name} has {len(donor)} images; give 1 or one per "
+                              f"content image ({m})")
+    content_code, _ = split_codes(method, content)
+    _, a_end = split_codes(method, end)
+    a_start = torch.zeros_like(a_end) if start is None else split_codes(method, start)[1]
     a_start, a_end = a_start.expand(m, *a_start.shape[1:]), a_end.expand(m, *a_end.shape[1:])
     t = torch.linspace(0, 1, steps, device=a_end.device).view(1, steps, *([1] * (a_end.ndim - 1)))
     codes = (1 - t) * a_start.unsqueeze(1) + t * a_end.unsqueeze(1)
@@ -136,6 +158,8 @@ def load_samples(path: str | Path) -> dict[str, torch.Tensor]:
     Lets pictures be made from a model folder alone (e.g. the shipped pretrained/ models) without
     the training data on the machine.
     """
+    import zipfile
+
     import numpy as np
 
     file = Path(path) / "samples.npz"
@@ -144,7 +168,7 @@ def load_samples(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         with np.load(file, allow_pickle=False) as data:
             arrays = {k: torch.from_numpy(np.array(data[k])) for k in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{file}: unreadable samples file ({exc})") from None
     if "x" not in arrays or arrays["x"].dtype != torch.uint8 or arrays["x"].ndim != 4:
         raise CheckpointError(f"{file}: expected uint8 images 'x' of shape (N, C, H, W)")

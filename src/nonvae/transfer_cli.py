@@ -34,23 +34,25 @@ BLANK = 0.5  # grey for empty cells, in [0, 1]
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 
-def _expand(items: list[str]) -> list[str]:
-    """Folders and list files -> their image paths; indices and image files unchanged."""
+def _expand(items: list[str]) -> list[tuple[str, str]]:
+    """(item, where it was listed): folders and list files -> their image paths (with the list-file line);
+    indices and image files unchanged."""
     from nonvae.data.folders import list_images
 
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for item in items:
         path = Path(item).expanduser()
         if not item.lstrip("-").isdigit() and (path.is_dir() or path.suffix.lower() in LIST_SUFFIXES):
             if not path.exists():
                 raise DataError(f"{path}: no such list file")
-            out += [str(p) for p in list_images(path).paths]
+            source = list_images(path)
+            out += [(str(p), origin) for p, origin in zip(source.paths, source.origins, strict=True)]
         else:
-            out.append(item)
+            out.append((item, ""))
     return out
 
 
-def _pick(items: list[str] | None, pool: torch.Tensor, n: int, g: torch.Generator, cfg, what: str):
+def _pick(items: list[tuple[str, str]] | None, pool: torch.Tensor, n: int, g: torch.Generator, cfg, what: str):
     """Images for --content/--attribute: indices into ``pool`` (one domain's test images) or files."""
     from nonvae.data.folders import decode_image
 
@@ -58,14 +60,17 @@ def _pick(items: list[str] | None, pool: torch.Tensor, n: int, g: torch.Generato
         order = torch.randperm(len(pool), generator=g)[: min(n, len(pool))]
         return pool[order]
     out = []
-    for item in items:
+    for item, origin in items:
         if item.lstrip("-").isdigit():
             i = int(item)
             if not -len(pool) <= i < len(pool):
                 raise ConfigError(f"--{what} {i}: the run's test set has {len(pool)} {what} images")
             out.append(pool[i])
         else:
-            array = decode_image(item, cfg.data.image_size, cfg.data.crop, cfg.data.channels)
+            try:
+                array = decode_image(item, cfg.data.image_size, cfg.data.crop, cfg.data.channels)
+            except DataError as exc:
+                raise DataError(f"{exc} ({origin})" if origin else str(exc)) from None
             out.append(torch.tensor(array, dtype=torch.float32).div(127.5).sub(1))
     return torch.stack(out)
 
@@ -134,7 +139,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     method = load(args.run_dir, device)
     given = (content_items or []) + (donor_items or [])
     needs_test = not (content_items and (donor_items or args.mode == "remove")) or any(
-        s.lstrip("-").isdigit() for s in given)
+        item.lstrip("-").isdigit() for item, _ in given)
     g = torch.Generator().manual_seed(args.seed)
     if needs_test:
         test, note = test_set_or_samples(args.run_dir, lambda: domain_test_set(cfg.data))

@@ -38,28 +38,6 @@ FULL_FIT = 2000
 PROBE_ITERS = 150  # L-BFGS iterations of the fresh probes (2 shared cores: keep evaluation short)
 
 
-# --------------------------------------------------------------------------- the operations
-@torch.no_grad()
-def split_codes(method, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E1(x), E2(x)), the attribute code not masked by domain."""
-    return method.autoencoder.encode_parts(x, None)
-
-
-@torch.no_grad()
-def remove_code(method, x: torch.Tensor) -> torch.Tensor:
-    """[E1(x), 0]: the code of x with its attribute removed."""
-    content, attribute = split_codes(method, x)
-    return method.autoencoder.combine(content, torch.zeros_like(attribute))
-
-
-@torch.no_grad()
-def add_code(method, content_x: torch.Tensor, donor_x: torch.Tensor) -> torch.Tensor:
-    """[E1(content_x), E2(donor_x)]: content_x with the donor's attribute."""
-    content, _ = split_codes(method, content_x)
-    _, attribute = split_codes(method, donor_x)
-    return method.autoencoder.combine(content, attribute)
-
-
 # --------------------------------------------------------------------------- helpers
 def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-example mean squared error."""
