@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, benchmark_parser, parse_args, schedule, train_and_evaluate, write_outputs  # noqa: E402
 
-CONFIGS = REPO / "configs" / "fashion_mnist"
+CONFIGS = REPO / "src" / "nonvae" / "configs" / "fashion_mnist"
 VARIANTS = ("ae", "ae_augment", "acai_augment")
 
 

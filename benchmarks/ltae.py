@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, benchmark_parser, parse_args, schedule, train_and_evaluate, write_outputs  # noqa: E402
 
-CONFIG = REPO / "configs" / "fashion_mnist" / "ltae_s.yaml"
+CONFIG = REPO / "src" / "nonvae" / "configs" / "fashion_mnist" / "ltae_s.yaml"
 VARIANTS = {
     "ae": ["model.transform=none", "regularizers.ltae=null"],
     "ltae_s": ["model.transform=standardize"],

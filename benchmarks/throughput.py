@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "src" / "nonvae" / "configs"  # the built-in configs ship inside the package
 CONFIGS = [
     "lines/ae", "lines/acai", "fashion_mnist/ae", "fashion_mnist/ltae_s", "fashion_mnist/ae_augment",
     "attributes/disentangle", "celeba/disentangle",
@@ -152,7 +153,7 @@ def child_train(spec: dict) -> dict:
     overrides = {**PLAIN, **spec["overrides"], "data.image_size": spec["size"],
                  "train.batch_size": spec["batch"], "train.device": spec["device"],
                  "train.progress": False, "train.tensorboard": False, "train.report": False}
-    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
+    cfg = load_config(CONFIGS / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
     bundle, images = synthetic_bundle(cfg, spec["batch"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, data=bundle)
@@ -263,7 +264,7 @@ def child_quality(spec: dict) -> dict:
                  "train.sample_every=100000000", "train.progress=false", "train.tensorboard=false",
                  "train.report=false", "train.device=cpu", _kv("train.threads", spec.get("threads")),
                  *spec.get("set", [])]
-    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", overrides)
+    cfg = load_config(CONFIGS / f"{spec['config']}.yaml", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
         trainer = train(cfg, Path(tmp) / "run")
@@ -285,7 +286,7 @@ def child_eval(spec: dict) -> dict:
     from nonvae.train import train
 
     steps = spec["train_steps"]
-    cfg = load_config(REPO / "configs" / "fashion_mnist" / "ae.yaml", [
+    cfg = load_config(CONFIGS / "fashion_mnist" / "ae.yaml", [
         f"train.steps={steps}", "train.lr=1e-3", f"train.eval_every={steps + 1}",
         f"train.checkpoint_every={steps}", "train.sample_every=100000000", "train.progress=false",
         "train.tensorboard=false", "train.report=false", "train.device=cpu",
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.startswith("cuda")
     configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else CONFIGS)
-    configs = [c for c in configs if c != "none" and (REPO / "configs" / f"{c}.yaml").is_file()]
+    configs = [c for c in configs if c != "none" and (CONFIGS / f"{c}.yaml").is_file()]
     compile_mode = args.compile or ("none" if args.quick else "one")
     timing = {32: {"warmup": 1, "steps": 2, "windows": 2}, 128: {"warmup": 1, "steps": 1, "windows": 2}}
     if not args.quick:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild pretrained/ from the benchmarks at CPU budget (about 45 minutes on 2 idle cores).
+# Rebuild src/nonvae/pretrained/ (the shipped models) from the benchmarks at CPU budget (about 45 minutes on 2 idle cores).
 #
 # Each shipped model is the run a benchmark trained, exported with only the autoencoder's weights in
 # float16 (`nonvae export --inference-only --half`) and 16 of its test images (samples.npz), so that
@@ -27,11 +27,11 @@ python benchmarks/disentangle.py --steps 9000 --lambdas "$LAMBDA" --fools confus
   --out "$RESULTS/disentangle_pretrained"
 
 export_model() {  # run directory, model name
-  rm -rf "pretrained/$2"
-  nonvae export "$1" --out "pretrained/$2" --inference-only --half --samples 16
+  rm -rf "src/nonvae/pretrained/$2"
+  nonvae export "$1" --out "src/nonvae/pretrained/$2" --inference-only --half --samples 16
 }
 export_model "$RESULTS/lines/ae" lines_ae
 export_model "$RESULTS/lines/acai" lines_acai
 export_model "$RESULTS/probe/acai_16" fashion_mnist_acai
 export_model "$RESULTS/disentangle_pretrained/confuse_lambda_$LAMBDA" attributes_disentangle
-du -sh pretrained/*
+du -sh src/nonvae/pretrained/*

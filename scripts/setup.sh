@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   # torch first, pinned: a plain 'torch' requirement would pull a multi-GB CUDA build
   python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  python -m pip install -q -e ".[test,tensorboard]" 2>&1 | grep -v "^WARNING: Location" || true
   python -c "import torch, nonvae; print('nonvae', nonvae.__version__, 'torch', torch.__version__)"
   touch "$stamp"
 fi

@@ -60,8 +60,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nonvae.data import build_data
     from nonvae.evaluate.run import evaluate, save_metrics
     from nonvae.pipeline import config_of, load
+    from nonvae.resources import model_path
 
-    run_dir = Path(args.run_dir)
+    run_dir = model_path(args.run_dir)
     cfg = config_of(run_dir)
     if args.set:
         cfg = from_dict(_Config, apply_overrides(to_dict(cfg), args.set))
@@ -122,13 +123,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_configs(args: argparse.Namespace) -> int:
+    from nonvae.resources import config_names, config_summary, pretrained_names
+
+    names = config_names()
+    width = max(len(n) for n in names)
+    print("built-in configs (nonvae train NAME):")
+    for name in names:
+        print(f"  {name:<{width}}  {config_summary(name)}")
+    print("shipped models (nonvae.load(NAME), nonvae interpolate NAME ...): " + ", ".join(pretrained_names()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nonvae", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or resume) a configured method")
-    t.add_argument("config", help="YAML config, e.g. configs/lines/acai.yaml")
+    t.add_argument("config", help="YAML config file or built-in name, e.g. lines/acai (see `nonvae configs`)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--run-dir", help="run directory (default: runs/<dataset>_<config name>)")
     t.set_defaults(func=cmd_train)
@@ -148,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--png", help="also write a grid picture")
     i.add_argument("--device", default="cpu")
     i.set_defaults(func=cmd_interpolate)
+
+    c = sub.add_parser("configs", help="list the built-in configs and the shipped pretrained models")
+    c.set_defaults(func=cmd_configs)
 
     x = sub.add_parser("export", help="write a minimal model folder (config + weights + model card)")
     x.add_argument("run_dir")

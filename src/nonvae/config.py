@@ -451,7 +451,11 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
+    """Read a YAML config (a path or a built-in name; defaults when None), apply overrides, validate."""
+    if path is not None:
+        from nonvae.resources import config_path
+
+        path = config_path(path)  # a file, or a built-in config's name (lines/acai)
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:

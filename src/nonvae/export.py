@@ -74,7 +74,9 @@ def _write_samples(cfg, path: Path, n: int) -> int:
 
 def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16,
            half: bool = False) -> Path:
-    run_dir, out = Path(run_dir), Path(out)
+    from nonvae.resources import model_path
+
+    run_dir, out = model_path(run_dir), Path(out)
     cfg = config_of(run_dir)
     ckpt = checkpoint_dir_of(run_dir)
     state = read_state(ckpt)

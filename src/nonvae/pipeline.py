@@ -14,6 +14,7 @@ from nonvae.checkpoint import find_latest, load_weights
 from nonvae.config import Config, load_config
 from nonvae.errors import CheckpointError, ConfigError
 from nonvae.methods import AUTOENCODER, Method, build_method
+from nonvae.resources import model_path
 
 
 def image_shape_of(cfg: Config) -> tuple[int, int, int]:
@@ -22,9 +23,7 @@ def image_shape_of(cfg: Config) -> tuple[int, int, int]:
 
 def checkpoint_dir_of(path: str | Path) -> Path:
     """The folder holding the weights: RUN_DIR/checkpoints/latest, a step folder, or an export."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or model folder")
+    path = model_path(path)
     if (path / f"{AUTOENCODER}.safetensors").is_file():
         return path
     latest = find_latest(path / "checkpoints")
@@ -34,9 +33,8 @@ def checkpoint_dir_of(path: str | Path) -> Path:
 
 
 def config_of(path: str | Path) -> Config:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or model folder")
+    """The resolved config of a run directory, model folder or shipped model name."""
+    path = model_path(path)
     for candidate in (path / "config.yaml", path.parent.parent / "config.yaml"):
         if candidate.is_file():
             return load_config(candidate)
@@ -45,6 +43,7 @@ def config_of(path: str | Path) -> Config:
 
 def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries: bool = False) -> Method:
     """The trained method in eval mode, ready to ``encode``/``decode``."""
+    path = model_path(path)
     cfg = config_of(path)
     method = build_method(cfg, image_shape_of(cfg))
     ckpt = checkpoint_dir_of(path)
@@ -162,7 +161,7 @@ def load_samples(path: str | Path) -> dict[str, torch.Tensor]:
 
     import numpy as np
 
-    file = Path(path) / "samples.npz"
+    file = model_path(path) / "samples.npz"
     if not file.is_file():
         raise CheckpointError(f"{path}: no samples.npz (export the run with `nonvae export --samples N`)")
     try:
@@ -197,7 +196,7 @@ def test_set_or_samples(path: str | Path, build) -> tuple:
     try:
         return build(), None
     except NonvaeError as exc:
-        if not (Path(path) / "samples.npz").is_file():
+        if not (model_path(path) / "samples.npz").is_file():
             raise
         test = samples_set(path)
         return test, (f"using the {len(test)} test images stored with the model (samples.npz): "

@@ -642,7 +642,9 @@ def write_report(run_dirs: Sequence[PathLike], out: PathLike, title: str | None 
     ``preloaded`` maps a run directory to its (method, data) already in memory (the trainer
     passes its own, so refreshing the report does not reload weights or data).
     """
-    paths = [Path(p) for p in run_dirs]
+    from nonvae.resources import model_path
+
+    paths = [Path(p) if Path(p).exists() else model_path(p) for p in run_dirs]  # shipped names too
     if pairs < 1 or steps < 2:
         raise ConfigError(f"nonvae report: need pairs >= 1 and steps >= 2, got pairs={pairs}, steps={steps}")
     if not paths:

@@ -179,7 +179,8 @@ class MetricsLog:
 
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except Exception as exc:  # tensorboard missing or broken: keep training, say so
-                print(f"warning: TensorBoard logging disabled ({exc})", file=sys.stderr)
+                hint = " (pip install 'nonvae[tensorboard]')" if isinstance(exc, ImportError) else ""
+                print(f"warning: TensorBoard logging disabled ({exc}){hint}", file=sys.stderr)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
