@@ -1,7 +1,8 @@
 """Interpolation metrics of the ACAI *lines* benchmark (Berthelot et al. 2018, arXiv 1807.07543).
 
 Decoded interpolations between two test lines are compared with 10,000 reference lines at
-angles 2 pi k / 10000:
+angles 2 pi k / 10000 (``np.linspace(0, 2 pi - 2 pi / 10000, 10000)``, as in the official code),
+drawn in float64 by the official renderer (:func:`nonvae.data.lines.render`):
 
 * Mean Distance: for every decoded image, the cosine distance to its nearest reference line,
   averaged over all images of all paths. It is 0 when every intermediate image is a clean line.
@@ -39,13 +40,17 @@ _EPS = 1e-12
 
 @lru_cache(maxsize=4)
 def reference_lines(n: int = N_REFERENCES, size: int = 32) -> torch.Tensor:
-    """The n reference lines at angles 2 pi k / n, (n, 1, size, size) float32 (cached: do not modify)."""
-    return render(reference_angles(n), size)
+    """The n reference lines at :func:`reference_angles`, (n, 1, size, size) float64 (cached: do not modify).
+
+    float64 as in the official evaluation (its ``draw_line`` images are float64 arrays).
+    """
+    return render(reference_angles(n), size, dtype=torch.float64)
 
 
 def reference_angles(n: int = N_REFERENCES) -> torch.Tensor:
-    """Angles of :func:`reference_lines`, float64 (n,)."""
-    return torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    """Angles of :func:`reference_lines`, float64 (n,): ``np.linspace(0, 2 pi - 2 pi / n, n)``, i.e. 2 pi k / n
+    up to the last bit, computed exactly as the official evaluation does."""
+    return torch.from_numpy(np.linspace(0, 2 * np.pi - 2 * np.pi / n, n))
 
 
 def _unit_rows(images: torch.Tensor) -> torch.Tensor:
