@@ -27,7 +27,10 @@ def test_eval_writes_flat_json(lines_run, capsys):
     assert main(["eval", str(lines_run)]) == 0
     metrics = json.loads((lines_run / "eval.json").read_text())
     assert "recon/mse" in metrics and "lines/mean_distance" in metrics
-    assert all(isinstance(v, float) for v in metrics.values())
+    # Smoothness is undefined (written as null) when every path's matched endpoints coincide, as for
+    # this 3-step model whose decoder ignores the code; everything else is a number.
+    assert all(isinstance(v, float) or (k == "lines/smoothness" and v is None) for k, v in metrics.items())
+    assert isinstance(metrics["lines/mean_distance"], float)
     assert "recon/mse" in capsys.readouterr().out
 
 
