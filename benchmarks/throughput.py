@@ -227,10 +227,10 @@ def child_data(spec: dict) -> dict:
     images = torch.randint(0, 256, (2048, 3, 128, 128), dtype=torch.uint8, generator=g)
     sources["synthetic 128 px RGB (ArrayStream, uint8)"] = (ArrayStream(ImageSet(images), 0), 64)
     try:
-        from nonvae.config import DataConfig
         from nonvae.data import build_data
+        from nonvae.data.attributes import AttributesData
 
-        bundle = build_data(DataConfig(name="attributes", image_size=32, channels=1, train_limit=4096), 0)
+        bundle = build_data(AttributesData(name="attributes", image_size=32, channels=1, train_limit=4096), 0)
         sources["attributes 32 px two-domain (32 + 32)"] = (bundle.train, 32)
     except Exception as exc:  # noqa: BLE001
         print(f"skipping attributes: {exc}", file=sys.stderr)

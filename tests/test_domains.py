@@ -10,18 +10,19 @@ import pytest
 import torch
 from PIL import Image
 
-from nonvae.config import DataConfig
 from nonvae.data import build_data
 from nonvae.data import folders as folders_mod
 from nonvae.data.attributes import (
     CLEAN_MAX,
     FACTOR_NAMES,
     OVERLAY_MAX,
+    AttributesData,
     attribute_sets,
     interleave,
     render_overlay,
 )
 from nonvae.data.cache import cached_images
+from nonvae.data.domains import DomainsData
 from nonvae.data.folders import decode_image, list_images, load_images
 from nonvae.errors import ConfigError, DataError
 
@@ -125,10 +126,10 @@ def test_cache_records_skipped_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- 'domains' data
-def domains_cfg(tmp_path: Path, **kw) -> DataConfig:
+def domains_cfg(tmp_path: Path, **kw) -> DomainsData:
     base = {"name": "domains", "image_size": 16, "channels": 3, "crop": 178, "cache_dir": str(tmp_path / "cache")}
     base.update(kw)
-    return DataConfig(**base)
+    return DomainsData(**base)
 
 
 @pytest.fixture
@@ -194,11 +195,11 @@ def test_domain_config_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- the synthetic benchmark
-def attr_cfg(**kw) -> DataConfig:
+def attr_cfg(**kw) -> AttributesData:
     base = {"name": "attributes", "image_size": 16, "channels": 1, "base": "digits", "train_limit": 60,
             "test_limit": 20}
     base.update(kw)
-    return DataConfig(**base)
+    return AttributesData(**base)
 
 
 @pytest.mark.parametrize("base", ["digits", "shapes"])

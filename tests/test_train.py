@@ -83,13 +83,12 @@ def test_acai_critic_learns_alpha():
     """
     import torch
 
-    from nonvae.config import AcaiConfig
     from nonvae.data.lines import render
-    from nonvae.regularizers.acai import InterpolationCritic
+    from nonvae.regularizers.acai import AcaiConfig, AdversarialInterpolation
     from nonvae.regularizers.base import StepView
 
     torch.manual_seed(0)
-    reg = InterpolationCritic(AcaiConfig(), (1, 16, 16), width=8, scales=3, latent=4)
+    reg = AdversarialInterpolation(AcaiConfig(), (1, 16, 16), width=8, scales=3, latent=4)
     opt = torch.optim.Adam(reg.critic.parameters(), lr=1e-3)
     losses = []
     for step in range(300):

@@ -34,6 +34,7 @@ from nonvae.nets import (
     press_decoder_widths,
     scales_for,
 )
+from nonvae.registry import BACKBONES, register_backbone
 
 CodeFn = Callable[[torch.Tensor], torch.Tensor | None]
 
@@ -188,7 +189,19 @@ class SplitAutoencoder(Backbone):
         return self.decoder(z)
 
 
-def build_backbone(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> Backbone:
-    if cfg.backbone == "split":
-        return SplitAutoencoder(cfg, image_shape)
+@register_backbone("conv")
+@register_backbone("mlp")
+def plain_backbone(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> Backbone:
+    """model.backbone conv (ACAI convs) or mlp, each with the optional LTAE transform."""
     return PlainAutoencoder(cfg, image_shape)
+
+
+@register_backbone("split")
+def split_backbone(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> Backbone:
+    """model.backbone split: E1, E2 and one decoder (content disentanglement)."""
+    return SplitAutoencoder(cfg, image_shape)
+
+
+def build_backbone(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> Backbone:
+    """The backbone ``model.backbone`` names (see :mod:`nonvae.registry`)."""
+    return BACKBONES.get(cfg.backbone).obj(cfg, image_shape)

@@ -104,7 +104,7 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
         "",
         f"Trained for {state['step']} steps (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.seed}).",
         f"Backbone: {cfg.model.backbone}; regularizers: "
-        + (", ".join(f"{k} ({_settings(v)})" for k, v in vars(cfg.regularizers).items() if v is not None)
+        + (", ".join(f"{k} ({_settings(v)})" for k, v in cfg.regularizers.items() if v is not None)
            or "none") + ". The full config is config.yaml.",
         "",
         "Load it with `nonvae.load(\"" + str(out) + "\")`"

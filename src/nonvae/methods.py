@@ -17,8 +17,8 @@ from torch import nn
 from nonvae.autoencoders import Backbone, build_backbone
 from nonvae.config import Config
 from nonvae.errors import ConfigError, TrainingError
-from nonvae.nets import scales_for
-from nonvae.regularizers.base import Regularizer, StepView
+from nonvae.registry import REGULARIZERS
+from nonvae.regularizers.base import StepView
 
 AUTOENCODER = "autoencoder"
 
@@ -32,34 +32,9 @@ class NonFiniteError(TrainingError):
 
 
 def build_regularizers(cfg: Config, backbone: Backbone, image_shape: tuple[int, int, int]) -> dict:
-    """Instantiate the regularizer sections present in the config, in a fixed order."""
-    regs: dict[str, Regularizer] = {}
-    r = cfg.regularizers
-    if r.acai is not None:
-        from nonvae.regularizers.acai import InterpolationCritic
-
-        if len(image_shape) != 3 or image_shape[1] != image_shape[2]:
-            raise ConfigError("regularizers.acai needs square images")
-        scales = scales_for(image_shape[1], cfg.model.latent_width)
-        regs["acai"] = InterpolationCritic(r.acai, image_shape, cfg.model.width, scales,
-                                           cfg.model.latent_channels)
-    if r.domain is not None:
-        if not hasattr(backbone, "encode_parts"):
-            raise ConfigError("regularizers.domain needs model.backbone: split")
-        from nonvae.regularizers.domain import DomainDiscriminator
-
-        regs["domain"] = DomainDiscriminator(r.domain, backbone)
-    if r.augment is not None:
-        from nonvae.regularizers.augment import CrossAugmentation
-
-        regs["augment"] = CrossAugmentation(r.augment, image_shape)
-    if r.ltae is not None:
-        if backbone.transform is None:
-            raise ConfigError("regularizers.ltae needs model.transform: standardize or minmax")
-        from nonvae.regularizers.ltae import LatentNormalization
-
-        regs["ltae"] = LatentNormalization(r.ltae, backbone.transform.kind)
-    return regs
+    """Instantiate the regularizer sections present in the config, in registry order."""
+    return {name: REGULARIZERS.get(name).obj.build(section, backbone, image_shape, cfg)
+            for name, section in cfg.regularizers.items()}
 
 
 class Method(nn.Module):

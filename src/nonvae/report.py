@@ -378,7 +378,7 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
     page.config_text = (config_file.read_text(encoding="utf-8") if config_file.is_file()
                         else yaml.safe_dump(to_dict(cfg), sort_keys=False))
     page.metrics, page.metrics_source = read_metrics(path, records)
-    regs = [k for k, v in vars(cfg.regularizers).items() if v is not None]
+    regs = [k for k, v in cfg.regularizers.items() if v is not None]
     trained = _trained_steps(path)
     page.summary = {
         "kind": "exported model" if is_export else "run directory",

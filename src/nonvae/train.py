@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from nonvae.checkpoint import find_latest, load_checkpoint, read_state, save_checkpoint
-from nonvae.config import Config, dump_config, read_yaml, to_dict
+from nonvae.config import Config, dump_config, from_dict, read_yaml, to_dict
 from nonvae.data import DataBundle, build_data
 from nonvae.errors import ConfigError, NonvaeError, TrainingError
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
@@ -385,7 +385,7 @@ class Trainer:
         path = self.run_dir / "config.yaml"
         if path.exists():
             try:
-                old = read_yaml(path)
+                old = to_dict(from_dict(Config, read_yaml(path)))  # normalised: older files carry more keys
             except ConfigError as exc:  # e.g. written by an older version: the new config replaces it
                 print(f"note: replacing unreadable {path} ({exc})", file=sys.stderr)
                 old = {}

@@ -68,7 +68,7 @@ def _pick(items: list[tuple[str, str]] | None, pool: torch.Tensor, n: int, g: to
             out.append(pool[i])
         else:
             try:
-                array = decode_image(item, cfg.data.image_size, cfg.data.crop, cfg.data.channels)
+                array = decode_image(item, cfg.data.image_size, getattr(cfg.data, "crop", None), cfg.data.channels)
             except DataError as exc:
                 raise DataError(f"{exc} ({origin})" if origin else str(exc)) from None
             out.append(torch.tensor(array, dtype=torch.float32).div(127.5).sub(1))

@@ -20,6 +20,9 @@ split from a fixed seed so that runs with different seeds share one test set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import torch
 
@@ -38,6 +41,15 @@ SHAPES_PER_SPLIT = {"train": 6000, "test": 1000}
 
 
 # --------------------------------------------------------------------------- the overlay
+@dataclass
+class AttributesData(DataConfig):
+    """``data`` keys of data.name attributes (the synthetic ground-truth two-domain benchmark)."""
+
+    base: Literal["auto", "fashion_mnist", "digits", "shapes"] = "auto"  # auto: Fashion-MNIST if installed,
+    # else sklearn digits, else generated shapes
+    hflip: bool = False  # mirror each training image with probability 1/2
+
+
 def sample_factors(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 4) float32: lens radius (px), lens-centre row (px), lens-centre distance (px), intensity."""
     cols = [rng.uniform(*RANGES[name], size=n) * (size if name != "intensity" else 1.0) for name in FACTOR_NAMES]
@@ -98,7 +110,7 @@ def generate_shapes(n: int, size: int, rng: np.random.Generator) -> tuple[np.nda
     return np.rint(cover * level).astype(np.uint8)[:, None], labels.astype(np.int64)
 
 
-def load_base(cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+def load_base(cfg: AttributesData, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(uint8 (N, 1, S, S), int64 labels, source name) for data.base (auto: the first that works)."""
     size = cfg.image_size
     order = ["fashion_mnist", "digits", "shapes"] if cfg.base == "auto" else [cfg.base]
@@ -180,7 +192,7 @@ def make_domains(images: np.ndarray, labels: np.ndarray, rng: np.random.Generato
     )
 
 
-def attribute_test_set(cfg: DataConfig) -> ImageSet:
+def attribute_test_set(cfg: AttributesData) -> ImageSet:
     """The interleaved test set (fixed seed; data.test_limit per domain)."""
     if cfg.channels not in (1, 3):
         raise DataError(f"attributes: data.channels must be 1 or 3, got {cfg.channels}")
@@ -189,7 +201,7 @@ def attribute_test_set(cfg: DataConfig) -> ImageSet:
                         f"attributes/{base}/test")
 
 
-def attribute_sets(cfg: DataConfig, seed: int) -> tuple[ImageSet, ImageSet]:
+def attribute_sets(cfg: AttributesData, seed: int) -> tuple[ImageSet, ImageSet]:
     """(train, test) interleaved two-domain sets; limits (data.train_limit/test_limit) are per domain."""
     test = attribute_test_set(cfg)
     images, labels, base = load_base(cfg, "train")

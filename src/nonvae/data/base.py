@@ -7,10 +7,14 @@ cheaply and batches are converted to float in [-1, 1] only when drawn.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from nonvae.errors import DataError
+from nonvae.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from nonvae.config import DataConfig
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -88,3 +92,72 @@ class ImageSet:
             self.num_classes,
             {k: v[:n] for k, v in self.extras.items()},
         )
+
+
+# --------------------------------------------------------------------------- what a dataset builds
+class BatchSource(Protocol):
+    shape: tuple[int, int, int]
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]: ...
+
+
+class ArrayStream:
+    """Epoch-wise seeded shuffles of an in-memory dataset, indexed by step.
+
+    Global example positions for a step are [step * B * world, (step + 1) * B * world);
+    rank r takes its contiguous slice, so world x (B) equals 1 x (world * B).
+    """
+
+    def __init__(self, dataset: ImageSet, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.shape = dataset.shape
+        self._perm_epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.dataset), generator=g)
+            self._perm_epoch = epoch
+        assert self._perm is not None
+        return self._perm
+
+    def indices(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+        n = len(self.dataset)
+        start = (step * world + rank) * batch_size
+        pos = torch.arange(start, start + batch_size)
+        epochs, within = pos // n, pos % n
+        out = torch.empty(batch_size, dtype=torch.long)
+        for e in epochs.unique().tolist():
+            mask = epochs == e
+            out[mask] = self._permutation(int(e))[within[mask]]
+        return out
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+        return self.dataset.batch(self.indices(step, batch_size, rank, world))
+
+
+@dataclass
+class DataBundle:
+    """What a run trains and evaluates on."""
+
+    name: str
+    train: BatchSource
+    test: ImageSet
+    train_set: ImageSet | None  # in-memory training set, when there is one (probes fit on it)
+    shape: tuple[int, int, int]
+
+
+def array_bundle(cfg: DataConfig, train: ImageSet, test: ImageSet, seed: int) -> DataBundle:
+    """The bundle of an in-memory dataset: data.train_limit/test_limit applied, shape checked."""
+    if cfg.train_limit is not None:
+        train = train.subset(cfg.train_limit)
+    if cfg.test_limit is not None:
+        test = test.subset(cfg.test_limit)
+    if train.shape[0] != cfg.channels or train.shape[1] != cfg.image_size:
+        raise ConfigError(
+            f"data: {cfg.name} images are {train.shape[0]}x{train.shape[1]}x{train.shape[2]} but the config says "
+            f"channels={cfg.channels}, image_size={cfg.image_size}; set data.channels/data.image_size to match"
+        )
+    return DataBundle(cfg.name, ArrayStream(train, seed), test, train, train.shape)

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nonvae.data.base import ImageSet
-from nonvae.errors import DataError
+from nonvae.config import DataConfig
+from nonvae.data.base import DataBundle, ImageSet, array_bundle
+from nonvae.errors import ConfigError, DataError
+from nonvae.registry import register_dataset
 
 BIN_DIR = "cifar-10-batches-bin"
 PY_DIR = "cifar-10-batches-py"
@@ -94,3 +96,12 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageSet:
         name="cifar10",
         num_classes=NUM_CLASSES,
     )
+
+
+@register_dataset("cifar10")
+def build_cifar10(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name cifar10: the binary batches in data.root."""
+    if cfg.root is None:
+        raise ConfigError("data.root: CIFAR-10 needs the binary batches folder (cifar-10-batches-bin); "
+                          "pass --set data.root=DIR")
+    return array_bundle(cfg, load_cifar10(cfg.root, "train"), load_cifar10(cfg.root, "test"), seed)

@@ -12,11 +12,11 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits as _sk_load_digits
-from sklearn.model_selection import train_test_split
 
-from nonvae.data.base import ImageSet
+from nonvae.config import DataConfig
+from nonvae.data.base import DataBundle, ImageSet, array_bundle
 from nonvae.errors import DataError
+from nonvae.registry import register_dataset
 
 NUM_CLASSES = 10
 SOURCE = "sklearn.datasets.load_digits"
@@ -41,6 +41,9 @@ def load_digits(
     split: str = "train", image_size: int = 16, test_fraction: float = 0.25, seed: int = 0
 ) -> ImageSet:
     """A deterministic stratified train/test split of the 1797 digits, 1 x image_size x image_size uint8."""
+    from sklearn.datasets import load_digits as _sk_load_digits  # imported when used: slow to import
+    from sklearn.model_selection import train_test_split
+
     _check_args(split, image_size, test_fraction)
     bunch = _sk_load_digits()
     pixels = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
@@ -61,3 +64,11 @@ def load_digits(
         name="digits",
         num_classes=NUM_CLASSES,
     )
+
+
+@register_dataset("digits")
+def build_digits(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name digits: scikit-learn's 8x8 digits, upsampled to image_size, split by ``seed``."""
+    train = load_digits("train", image_size=cfg.image_size, seed=seed)
+    test = load_digits("test", image_size=cfg.image_size, seed=seed)
+    return array_bundle(cfg, train, test, seed)

@@ -27,16 +27,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from nonvae.config import DataConfig
-from nonvae.data import ArrayStream, DataBundle
-from nonvae.data.attributes import attribute_sets, attribute_test_set, interleave
-from nonvae.data.base import ImageSet, to_float
+from nonvae.config import DataConfig, positive
+from nonvae.data.attributes import AttributesData, attribute_sets, attribute_test_set, interleave
+from nonvae.data.base import ArrayStream, DataBundle, ImageSet, to_float
 from nonvae.data.folders import ImageSource, list_images
 from nonvae.errors import ConfigError, DataError
+from nonvae.registry import register_dataset
+
+
+@dataclass
+class DomainsData(DataConfig):
+    """``data`` keys of data.name domains (two folders or list files of images, e.g. CelebA's split)."""
+
+    domain_a: str | None = None  # list file or folder of the domain with the attribute
+    domain_b: str | None = None
+    crop: int | None = positive(None)  # centre crop before resizing (CelebA: 178)
+    hflip: bool = False  # mirror each training image with probability 1/2
+    cache_dir: str | None = None  # decoded-image cache (None: $XDG_CACHE_HOME/nonvae or ~/.cache/nonvae)
+    bad_images: Literal["error", "skip"] = "error"  # what a corrupt or missing image file does
+
 
 HOLDOUT = 64  # test images per domain when only training lists are given (official num_test_imgs)
 PARTS = ("trainA", "trainB", "testA", "testB")
@@ -111,7 +125,7 @@ def _test_sibling(path: Path) -> Path | None:
     return sibling if sibling.exists() else None
 
 
-def domain_files(cfg: DataConfig) -> DomainFiles:
+def domain_files(cfg: DomainsData) -> DomainFiles:
     """Locate the lists of each domain's train and test images (see the module docstring)."""
     if (cfg.domain_a is None) != (cfg.domain_b is None):
         raise ConfigError("data.domain_a and data.domain_b must be given together")
@@ -148,7 +162,7 @@ def domain_files(cfg: DataConfig) -> DomainFiles:
     return DomainFiles(*lists)
 
 
-def _two_domain_set(a: ImageSource, b: ImageSource, cfg: DataConfig, name: str, progress: bool) -> ImageSet:
+def _two_domain_set(a: ImageSource, b: ImageSource, cfg: DomainsData, name: str, progress: bool) -> ImageSet:
     """Decode (through the cache) the interleaved images of a and b; extras['domain'] 1 for a."""
     from nonvae.data.cache import cached_images
 
@@ -166,7 +180,7 @@ def _limited(src: ImageSource, n: int | None) -> ImageSource:
     return src if n is None else src.slice(0, n)
 
 
-def file_sets(cfg: DataConfig, test_only: bool = False, progress: bool = True) -> tuple[ImageSet | None, ImageSet]:
+def file_sets(cfg: DomainsData, test_only: bool = False, progress: bool = True) -> tuple[ImageSet | None, ImageSet]:
     """(train, test) interleaved sets from image files; train is None with ``test_only``."""
     files = domain_files(cfg)
     label = Path(cfg.root or cfg.domain_a or "domains").name
@@ -189,21 +203,29 @@ def _check_shape(ds: ImageSet, cfg: DataConfig) -> None:
 
 def domain_test_set(cfg: DataConfig) -> ImageSet:
     """Only the test set (``nonvae transfer`` needs no training images; it does not depend on the seed)."""
-    if cfg.name == "attributes":
+    if isinstance(cfg, AttributesData):
         return attribute_test_set(cfg)
-    return file_sets(cfg, test_only=True)[1]
+    if isinstance(cfg, DomainsData):
+        return file_sets(cfg, test_only=True)[1]
+    raise ConfigError(f"data.name: {cfg.name!r} is not a two-domain dataset")
 
 
-def build_domain_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
-    """The DataBundle of a two-domain dataset (data.name 'attributes' or 'domains')."""
-    if cfg.name == "attributes":
-        train, test = attribute_sets(cfg, seed)
-    elif cfg.name == "domains":
-        train_, test = file_sets(cfg)
-        assert train_ is not None
-        train = train_
-    else:
-        raise ConfigError(f"data.name: {cfg.name!r} is not a two-domain dataset (attributes, domains)")
+def _pairs_bundle(cfg: AttributesData | DomainsData, train: ImageSet, test: ImageSet, seed: int) -> DataBundle:
     _check_shape(train, cfg)
     _check_shape(test, cfg)
     return DataBundle(cfg.name, DomainPairs(train, seed, cfg.hflip), test, train, train.shape)
+
+
+@register_dataset("attributes", config=AttributesData)
+def build_attributes(cfg: AttributesData, seed: int = 0) -> DataBundle:
+    """data.name attributes: base images with and without a synthetic overlay (ground truth known)."""
+    train, test = attribute_sets(cfg, seed)
+    return _pairs_bundle(cfg, train, test, seed)
+
+
+@register_dataset("domains", config=DomainsData)
+def build_domains(cfg: DomainsData, seed: int = 0) -> DataBundle:
+    """data.name domains: image files of two domains, decoded once into the cache."""
+    train, test = file_sets(cfg)
+    assert train is not None
+    return _pairs_bundle(cfg, train, test, seed)

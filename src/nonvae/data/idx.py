@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nonvae.data.base import ImageSet, pad_to
-from nonvae.errors import DataError
+from nonvae.config import DataConfig
+from nonvae.data.base import DataBundle, ImageSet, array_bundle, pad_to
+from nonvae.errors import ConfigError, DataError
+from nonvae.registry import register_dataset
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -205,3 +207,26 @@ def load_fashion_mnist(
 ) -> ImageSet:
     """Fashion-MNIST, by default from the Debian package's folder /usr/share/datasets/fashion-mnist."""
     return load_idx_dataset(FASHION_MNIST_ROOT if root is None else root, split, "fashion-mnist", image_size)
+
+
+@register_dataset("fashion_mnist")
+def build_fashion_mnist(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name fashion_mnist: data.root or the Debian package's IDX files, zero-padded to image_size."""
+    kwargs = {"root": cfg.root} if cfg.root is not None else {}
+    train = load_fashion_mnist(split="train", image_size=cfg.image_size, **kwargs)
+    test = load_fashion_mnist(split="test", image_size=cfg.image_size, **kwargs)
+    return array_bundle(cfg, train, test, seed)
+
+
+@register_dataset("mnist")
+def build_mnist(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name mnist: the user's IDX files in data.root, zero-padded to image_size."""
+    if cfg.root is None:
+        raise ConfigError(
+            "data.root: MNIST needs your copy of the IDX files (train-images-idx3-ubyte[.gz], "
+            "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); "
+            "pass --set data.root=DIR"
+        )
+    train = load_mnist(cfg.root, split="train", image_size=cfg.image_size)
+    test = load_mnist(cfg.root, split="test", image_size=cfg.image_size)
+    return array_bundle(cfg, train, test, seed)

@@ -46,8 +46,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from nonvae.data.base import ImageSet
+from nonvae.config import DataConfig
+from nonvae.data.base import DataBundle, ImageSet
 from nonvae.errors import DataError
+from nonvae.registry import register_dataset
 
 LINE_WIDTH = 2.0
 MIN_SIZE = 10
@@ -190,3 +192,11 @@ def lines_test_pairs(
     angle = _random_angles(2 * n_pairs, _TEST_PAIRS, seed)
     angle_a, angle_b = angle[:n_pairs].clone(), angle[n_pairs:].clone()
     return render(angle_a, size), render(angle_b, size), angle_a, angle_b
+
+
+@register_dataset("lines")
+def build_lines(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name lines: an endless seeded training stream and data.test_limit (default 1024) test lines."""
+    stream = LinesStream(size=cfg.image_size, seed=seed)
+    test = lines_test_set(cfg.test_limit or 1024, size=cfg.image_size)
+    return DataBundle(cfg.name, stream, test, None, (1, cfg.image_size, cfg.image_size))

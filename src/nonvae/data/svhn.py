@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nonvae.data.base import ImageSet
-from nonvae.errors import DataError
+from nonvae.config import DataConfig
+from nonvae.data.base import DataBundle, ImageSet, array_bundle
+from nonvae.errors import ConfigError, DataError
+from nonvae.registry import register_dataset
 
 SPLITS = ("train", "test", "extra")
 NUM_CLASSES = 10
@@ -197,3 +199,11 @@ def load_svhn(root: str | Path, split: str = "train") -> ImageSet:
     images = _images(path, mat["X"])
     labels = _labels(path, mat["y"], len(images))
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), name="svhn", num_classes=NUM_CLASSES)
+
+
+@register_dataset("svhn")
+def build_svhn(cfg: DataConfig, seed: int) -> DataBundle:
+    """data.name svhn: train_32x32.mat and test_32x32.mat in data.root."""
+    if cfg.root is None:
+        raise ConfigError("data.root: SVHN needs train_32x32.mat and test_32x32.mat; pass --set data.root=DIR")
+    return array_bundle(cfg, load_svhn(cfg.root, "train"), load_svhn(cfg.root, "test"), seed)

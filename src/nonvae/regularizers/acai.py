@@ -11,12 +11,27 @@ interpolations; the autoencoder is rewarded when the critic answers 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from nonvae.config import AcaiConfig
-from nonvae.nets import ConvCritic
+from nonvae.config import Config, non_negative, positive, setting
+from nonvae.errors import ConfigError
+from nonvae.nets import ConvCritic, scales_for
+from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Call, Regularizer, StepView
+
+
+@dataclass
+class AcaiConfig:
+    """``regularizers.acai``: adversarially constrained interpolation (Berthelot et al. 2018)."""
+
+    weight: float = non_negative(0.5)  # lambda: weight of the critic-fooling term in the autoencoder loss
+    gamma: float = setting(0.2, ge=0, le=1)  # critic regularizer mix of real and reconstructed images
+    lr: float | None = positive(None)  # critic learning rate (None: train.lr)
+    width: int | None = positive(None)  # critic width d (None: model.width)
+    warmup_steps: int = non_negative(0)  # linear ramp of ``weight`` from 0 over this many steps
 
 
 def fold_alpha(u: torch.Tensor) -> torch.Tensor:
@@ -24,8 +39,17 @@ def fold_alpha(u: torch.Tensor) -> torch.Tensor:
     return 0.5 - (u - 0.5).abs()
 
 
-class InterpolationCritic(Regularizer):
-    name = "acai"
+@register_regularizer("acai", config=AcaiConfig)
+class AdversarialInterpolation(Regularizer):
+    """Makes decoded interpolations look real to a critic that regresses the mixing coefficient."""
+
+    @classmethod
+    def build(cls, cfg: AcaiConfig, backbone: nn.Module, image_shape: tuple[int, int, int],
+              run_cfg: Config) -> AdversarialInterpolation:
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2]:
+            raise ConfigError(f"regularizers.{cls.name} needs square images")
+        m = run_cfg.model
+        return cls(cfg, image_shape, m.width, scales_for(image_shape[1], m.latent_width), m.latent_channels)
 
     def __init__(self, cfg: AcaiConfig, image_shape: tuple[int, int, int], width: int, scales: int,
                  latent: int) -> None:
@@ -47,7 +71,7 @@ class InterpolationCritic(Regularizer):
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
         # the critic is frozen here (the method turns its grads off); call the raw module
         score = self.critic(view.decoded[self.name])
-        return {"acai/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
+        return {f"{self.name}/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
 
     def players(self) -> dict[str, nn.Module]:
         return {"critic": self.critic}

@@ -15,11 +15,24 @@ the code is to each op), logged through ``log_terms`` and never optimised.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
+from torch import nn
 
 from nonvae.augment import Augmentation
-from nonvae.config import AugmentConfig
+from nonvae.config import Config, non_negative
+from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Regularizer, StepView
+
+
+@dataclass
+class AugmentConfig:
+    """``regularizers.augment``: augmentation cross-consistency L(g(f(x)), t(x)) + L(g(f(t(x))), x)."""
+
+    weight: float = non_negative(1.0)
+    ops: dict[str, Any] = field(default_factory=dict)  # op name -> probability or {p: .., ...}
 
 
 def cross_loss(recon: torch.Tensor, recon_t: torch.Tensor, x: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
@@ -32,8 +45,14 @@ def latent_distance(z: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
     return (z.flatten(1).float() - z_t.flatten(1).float()).norm(dim=1)
 
 
+@register_regularizer("augment", config=AugmentConfig)
 class CrossAugmentation(Regularizer):
-    name = "augment"
+    """Makes the code and the reconstruction consistent across augmentations t ~ P_T."""
+
+    @classmethod
+    def build(cls, cfg: AugmentConfig, backbone: nn.Module, image_shape: tuple[int, int, int],
+              run_cfg: Config) -> CrossAugmentation:
+        return cls(cfg, image_shape)
 
     def __init__(self, cfg: AugmentConfig, image_shape: tuple[int, ...]) -> None:
         super().__init__()

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from nonvae.config import Config
 
 Call = Callable[..., torch.Tensor]  # call(player_name, *args): run a (possibly DDP-wrapped) player
 
@@ -46,7 +50,16 @@ class StepView:
 class Regularizer(nn.Module):
     """Base class; every hook is optional."""
 
-    name: str = "regularizer"
+    name: str = "regularizer"  # set by @register_regularizer: the config section's name
+
+    @classmethod
+    def build(cls, cfg: Any, backbone: nn.Module, image_shape: tuple[int, int, int],
+              run_cfg: Config) -> Regularizer:
+        """Construct from this regularizer's config section; override to check what it needs.
+
+        ``backbone`` is the autoencoder it will regularize, ``run_cfg`` the whole run's config.
+        """
+        return cls(cfg)  # type: ignore[call-arg]
 
     def extra_inputs(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Further images to encode in the same forward: {'x': ..., optional 'domain': ..., aux...}."""

@@ -24,14 +24,31 @@ keep pushing domain B's codes further towards "B" even when the domains are indi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nonvae.config import DomainConfig
+from nonvae.config import Config, non_negative, positive
 from nonvae.errors import ConfigError
 from nonvae.nets import Discriminator
+from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Call, Regularizer, StepView
+
+
+@dataclass
+class DomainConfig:
+    """``regularizers.domain``: domain discriminator on the content code (Press et al. 2019)."""
+
+    weight: float = non_negative(0.001)
+    lr: float | None = positive(None)
+    hidden: list[int] = positive(factory=lambda: [512, 256])
+    grad_clip: float | None = positive(5.0)
+    # what the encoders are trained towards: 'b_label' (official: both domains' codes -> domain B's label),
+    # 'confuse' (both -> 0.5, the discriminator's maximum uncertainty) or 'flip' (A -> B's label, B -> A's)
+    fool: Literal["b_label", "confuse", "flip"] = "b_label"
 
 PLAYER = "discriminator"
 FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
@@ -40,14 +57,21 @@ FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain 
 def _domains(view: StepView) -> torch.Tensor:
     domain = view.batch.get("domain")
     if domain is None:
-        raise ConfigError("regularizers.domain needs two-domain data (data.name: attributes or domains)")
+        raise ConfigError("regularizers.domain needs two-domain data (a batch with 'domain' labels, e.g. "
+                          "data.name: attributes or domains)")
     return domain.float().view(-1)
 
 
-class DomainDiscriminator(Regularizer):
-    """Content-code discriminator; player name 'discriminator'."""
+@register_regularizer("domain", config=DomainConfig)
+class DomainInvariance(Regularizer):
+    """Makes the content code domain-invariant against a discriminator (player 'discriminator')."""
 
-    name = "domain"
+    @classmethod
+    def build(cls, cfg: DomainConfig, backbone: nn.Module, image_shape: tuple[int, int, int],
+              run_cfg: Config) -> DomainInvariance:
+        if not hasattr(backbone, "encode_parts"):
+            raise ConfigError(f"regularizers.{cls.name} needs model.backbone: split")
+        return cls(cfg, backbone)
 
     def __init__(self, cfg: DomainConfig, backbone: nn.Module) -> None:
         super().__init__()
@@ -64,7 +88,7 @@ class DomainDiscriminator(Regularizer):
         # the discriminator is frozen here (the method turns its grads off); call the raw module
         logits = self.discriminator(view.out["content"]).float()
         fool = F.binary_cross_entropy_with_logits(logits, self._fool_targets(view, logits))
-        return {"domain/adv": self.cfg.weight * fool}
+        return {f"{self.name}/adv": self.cfg.weight * fool}
 
     def _fool_targets(self, view: StepView, logits: torch.Tensor) -> torch.Tensor:
         """The labels the encoders want the discriminator to output (see DomainConfig.fool)."""

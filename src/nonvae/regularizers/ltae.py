@@ -30,16 +30,27 @@ so the encoder is then moved only through z' = a * (z + b).
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Literal
 
-from nonvae.config import LtaeConfig
-from nonvae.errors import ConfigError, did_you_mean
+import torch
+from torch import nn
+
+from nonvae.config import Config, non_negative
+from nonvae.errors import ConfigError
+from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Regularizer, StepView
 
+
+@dataclass
+class LtaeConfig:
+    """``regularizers.ltae``: pull the transformed code z' towards norm(z)."""
+
+    weight: float = non_negative(1.0)
+    detach_target: bool = False  # true: norm(z) is a constant target (the reference lets it carry gradient)
+    scope: Literal["sample", "batch"] = "sample"  # statistics per example | over the whole batch (ref. min-max)
+
 EPS = 1e-6  # keeps a constant code (zero spread) finite
-
-
-SCOPES = ("sample", "batch")
 
 
 def _rows(z: torch.Tensor, scope: str) -> torch.Tensor:
@@ -66,18 +77,21 @@ def minmax(z: torch.Tensor, scope: str = "sample") -> torch.Tensor:
 NORMS = {"standardize": standardize, "minmax": minmax}
 
 
+@register_regularizer("ltae", config=LtaeConfig)
 class LatentNormalization(Regularizer):
     """Pull the transformed code z' towards norm(z_raw)."""
 
-    name = "ltae"
+    @classmethod
+    def build(cls, cfg: LtaeConfig, backbone: nn.Module, image_shape: tuple[int, int, int],
+              run_cfg: Config) -> LatentNormalization:
+        if getattr(backbone, "transform", None) is None:
+            raise ConfigError(f"regularizers.{cls.name} needs model.transform: standardize or minmax")
+        return cls(cfg, backbone.transform.kind)
 
     def __init__(self, cfg: LtaeConfig, kind: str) -> None:
         super().__init__()
         if kind not in NORMS:
             raise ValueError(f"unknown LTAE normalisation {kind!r} (valid: {', '.join(NORMS)})")
-        if cfg.scope not in SCOPES:
-            raise ConfigError(f"config key 'regularizers.ltae.scope': {cfg.scope!r} is not one of "
-                              f"{', '.join(SCOPES)}" + did_you_mean(cfg.scope, SCOPES).split(" (valid")[0])
         self.cfg = cfg
         self.kind = kind
         self.norm = NORMS[kind]
@@ -88,4 +102,4 @@ class LatentNormalization(Regularizer):
         if self.cfg.detach_target:
             target = target.detach()
         z = view.out["z"].float()
-        return {"ltae/normalize": self.cfg.weight * (z - target).pow(2).mean()}
+        return {f"{self.name}/normalize": self.cfg.weight * (z - target).pow(2).mean()}
