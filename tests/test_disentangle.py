@@ -249,15 +249,14 @@ def test_python_api_matches_the_code_operations(tiny_run):
 
 def test_transfer_from_a_model_folder_without_its_data(tiny_run, tmp_path, capsys):
     """A shipped model on a machine without its dataset: the grid uses the folder's samples.npz."""
-    import yaml
 
     from nonvae.export import export
 
     _, run_dir = tiny_run
     model = export(run_dir, tmp_path / "model", inference_only=True, samples=8)
-    cfg = yaml.safe_load((model / "config.yaml").read_text())
-    cfg["data"].update(name="domains", root=str(tmp_path / "not_here"))
-    (model / "config.yaml").write_text(yaml.safe_dump(cfg))
+    meta = json.loads((model / "config.json").read_text())  # the Hub layout: the run config inside
+    meta["config"]["data"].update(name="domains", root=str(tmp_path / "not_here"))
+    (model / "config.json").write_text(json.dumps(meta))
     out = tmp_path / "grid.png"
     assert main(["transfer", str(model), "--n", "3", "--out", str(out)]) == 0
     assert "samples.npz" in capsys.readouterr().err

@@ -169,14 +169,13 @@ def test_falls_back_to_training_samples(runs, tmp_path):
 
 def test_model_folder_without_its_data_uses_its_stored_samples(runs, tmp_path):
     """A shipped model on a machine without its dataset: pictures come from samples.npz."""
-    import yaml
 
     _, exported = runs
     moved = tmp_path / "model"
     shutil.copytree(exported, moved)
-    cfg = yaml.safe_load((moved / "config.yaml").read_text())
-    cfg["data"].update(name="fashion_mnist", root=str(tmp_path / "not_here"))
-    (moved / "config.yaml").write_text(yaml.safe_dump(cfg))
+    meta = json.loads((moved / "config.json").read_text())  # the Hub layout: the run config inside
+    meta["config"]["data"].update(name="fashion_mnist", root=str(tmp_path / "not_here"))
+    (moved / "config.json").write_text(json.dumps(meta))
     out = write_report([moved], tmp_path / "r.html")
     text, page = parse(out)
     assert "test images stored with the model" in text and "Pictures not decoded" not in text

@@ -256,6 +256,16 @@ def _check_param_groups(plain: Any, opt: torch.optim.Optimizer) -> None:
                 raise ValueError("param group 'params' does not match the model's parameters")
 
 
+def weights_file(folder: str | Path, name: str) -> Path:
+    """A player's weights in a checkpoint or model folder (the Hub layout keeps the autoencoder in
+    model.safetensors; checkpoints and older exports in autoencoder.safetensors)."""
+    folder = Path(folder)
+    if name == "autoencoder" and not (folder / "autoencoder.safetensors").is_file() \
+            and (folder / "model.safetensors").is_file():
+        return folder / "model.safetensors"
+    return folder / f"{name}.safetensors"
+
+
 def load_checkpoint(
     path: str | Path,
     players: dict[str, torch.nn.Module],
@@ -272,7 +282,7 @@ def load_checkpoint(
             "was it trained with another method or config?"
         )
     for name, module in players.items():
-        load_weights(module, path / f"{name}.safetensors", name)
+        load_weights(module, weights_file(path, name), name)
     if optimizers:
         for name, opt in optimizers.items():
             plain = state.get("optimizers", {}).get(name)

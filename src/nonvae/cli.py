@@ -1,16 +1,20 @@
-"""The ``nonvae`` command: train, eval, interpolate, export, preprocess, report.
+"""Non-variational autoencoders: train, eval, sample, interpolate, transfer, export, report, preprocess, configs.
 
 User errors (NonvaeError) print one line on stderr and exit with status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. Results (tables) go to stdout, messages through ``logging``
+to stderr (``-q`` warnings only, ``-v`` more).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from nonvae.errors import NonvaeError
+from nonvae.errors import ConfigError, NonvaeError
+
+log = logging.getLogger("nonvae")
 
 
 def default_run_dir(config: str) -> Path:
@@ -39,6 +43,30 @@ def format_table(rows: dict[str, dict[str, float]] | dict[str, float], title: st
     return "\n".join(lines)
 
 
+def resolve_device(name: str):
+    """'auto' -> cuda when available, else cpu; an unknown or unavailable device is a ConfigError (one line)."""
+    import torch
+
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name!r}: not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available in this torch build/machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name}: unsupported device type {device.type!r} (auto, cpu, cuda, cuda:N)")
+    return device
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from nonvae.config import load_config
@@ -48,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     trainer = train(cfg, run_dir)
     if trainer.dist.is_main:
-        print(f"trained {cfg.method} for {trainer.step} steps; run directory: {run_dir}")
+        log.info("trained %s for %d steps; run directory: %s", cfg.method, trainer.step, run_dir)
     return 0
 
 
@@ -66,15 +94,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = config_of(run_dir)
     if args.set:
         cfg = from_dict(_Config, apply_overrides(to_dict(cfg), args.set))
+    out = eval_output(run_dir, args.out)
     device = torch.device(args.device)
     method = load(run_dir, device)
     data = build_data(cfg.data, cfg.seed)
-    metrics = evaluate(method, data, cfg, device)
-    out = run_dir / "eval.json"
+    sampler = None
+    if cfg.eval.hausdorff:
+        from nonvae.sampling import sampler_for
+
+        sampler = sampler_for(method, run_dir, cfg, data=data)
+    metrics = evaluate(method, data, cfg, device, sampler=sampler)
+    out.parent.mkdir(parents=True, exist_ok=True)
     save_metrics(metrics, out)
     print(format_table(metrics, title=f"{run_dir} ({cfg.method} on {cfg.data.name})"))
-    print(f"wrote {out}")
+    log.info("wrote %s", out)
     return 0
+
+
+def eval_output(run_dir: Path, out: str | None) -> Path:
+    """Where ``nonvae eval`` writes: --out, else RUN_DIR/eval.json; a model folder's shipped eval.json
+    (measured before export) is never overwritten: the new numbers go beside it, or to the working
+    directory for a model inside the installed package."""
+    from nonvae.resources import PRETRAINED
+
+    if out:
+        return Path(out)
+    default = run_dir / "eval.json"
+    if (run_dir / "checkpoints").is_dir() or not default.exists():
+        return default
+    if PRETRAINED in run_dir.resolve().parents:
+        target = Path(f"eval_{run_dir.name}.json")
+    else:
+        target = run_dir / "eval.local.json"
+    log.warning("%s holds the metrics shipped with this model; writing the new ones to %s instead", default, target)
+    return target
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
@@ -91,7 +144,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     cfg = config_of(args.run_dir)
     test, note = test_set_or_samples(args.run_dir, lambda: build_data(cfg.data, cfg.seed).test)
     if note:
-        print(f"note: {note}", file=sys.stderr)
+        log.warning("note: %s", note)
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(test), generator=g)
     if len(idx) < 2 * args.pairs:
@@ -106,20 +159,45 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, images=images.numpy(), inputs=inputs.numpy())
-    print(f"wrote {out}: images {tuple(images.shape)}, inputs {tuple(inputs.shape)}")
+    log.info("wrote %s: images %s, inputs %s", out, tuple(images.shape), tuple(inputs.shape))
     if args.png:
         from nonvae.viz import save_grid
 
         save_grid(images, args.png)
-        print(f"wrote {args.png}")
+        log.info("wrote %s", args.png)
     return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nonvae.model import Autoencoder
+    from nonvae.viz import save_grid
+
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1 (got {args.n})")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise ConfigError(f"--out {out}: expected a .png or .npz file name")
+    model = Autoencoder.from_pretrained(args.run_dir, device=args.device)
+    images = model.sample(args.n, seed=args.seed).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npz":
+        np.savez_compressed(out, images=images.numpy())
+    else:
+        save_grid(images, out, nrow=max(1, int(round(args.n ** 0.5))))
+    what = "N(0, I) codes (LTAE)" if model.sampler.kind == "normal" else \
+        f"a {model.sampler.info.get('components')}-component Gaussian mixture fitted to training codes"
+    log.info("wrote %s: %d samples from %s", out, args.n, what)
+    return 0
+
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from nonvae.export import export
 
     out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples, half=args.half)
-    print(f"exported {args.run_dir} to {out}")
+    log.info("exported %s to %s", args.run_dir, out)
     return 0
 
 
@@ -135,10 +213,58 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (unless its help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action.default, list) and not action.default:
+            return text + " (default: none; repeatable)"
+        return text + " (default: %(default)s)"
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    """--debug, -q, -v: on the top-level parser and again after each sub-command."""
+    default = False if top else argparse.SUPPRESS  # a sub-command's flag never resets one given before it
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks for user errors (and debug messages)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="more messages")
+
+
+def _finish(sub: argparse.ArgumentParser) -> None:
+    """What every sub-command shares: the common flags, --device auto, help text on every option."""
+    sub.formatter_class = HelpFormatter
+    _add_common(sub, top=False)
+    for action in sub._actions:
+        if action.dest == "device":
+            action.default = "auto"
+            action.help = "torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N"
+        elif action.dest == "seed" and not action.help:
+            action.help = "random seed of what the command draws"
+        elif action.dest == "run_dir" and not action.option_strings and not action.help:
+            action.help = "a run directory, a model folder or a shipped model's name (see `nonvae configs`)"
+        elif action.dest == "pairs" and not action.help:
+            action.help = "test pairs to interpolate between"
+        elif action.dest == "steps" and not action.help:
+            action.help = "decoded steps per pair, ends included"
+        elif action.dest == "out" and not action.help:
+            action.help = "output folder"
+        elif action.dest == "mode" and not action.help and action.choices:
+            action.help = ("grid: remove/add/transfer grid; remove: attribute removed; interpolate: attribute "
+                           "code from zero to the donors'" if "grid" in action.choices
+                           else "one of: " + ", ".join(map(str, action.choices)))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nonvae", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    from nonvae import __version__
+
+    p = argparse.ArgumentParser(prog="nonvae", description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"nonvae {__version__}")
+    _add_common(p, top=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train (or resume) a configured method")
     t.add_argument("config", help="YAML config file or built-in name, e.g. lines/acai (see `nonvae configs`)")
@@ -146,11 +272,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="run directory (default: runs/<dataset>_<config name>)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a run; writes RUN_DIR/eval.json")
+    e = sub.add_parser("eval", help="evaluate a run; writes RUN_DIR/eval.json (or --out)")
     e.add_argument("run_dir")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override eval.* keys")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval.json; a model folder's shipped "
+                                 "eval.json is kept and the new metrics go beside it)")
+    e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("sample", help="decode new images from the model's sampler (GMM on codes; LTAE: N(0, I))")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=int, default=64, help="number of samples")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same samples")
+    s.add_argument("--out", required=True, help="output .png grid (or .npz with the images)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_sample)
 
     i = sub.add_parser("interpolate", help="decode latent interpolations between test pairs")
     i.add_argument("run_dir")
@@ -159,13 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", required=True, help="output .npz (images (N, K, C, H, W), inputs (N, 2, C, H, W))")
     i.add_argument("--png", help="also write a grid picture")
-    i.add_argument("--device", default="cpu")
+    i.add_argument("--device", default="auto")
     i.set_defaults(func=cmd_interpolate)
 
     c = sub.add_parser("configs", help="list the built-in configs and the shipped pretrained models")
     c.set_defaults(func=cmd_configs)
 
-    x = sub.add_parser("export", help="write a minimal model folder (config + weights + model card)")
+    x = sub.add_parser("export", help="write a model folder in the Hugging Face Hub layout "
+                                      "(config.json + model.safetensors + model card)")
     x.add_argument("run_dir")
     x.add_argument("--out", required=True)
     x.add_argument("--inference-only", action="store_true",
@@ -183,13 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    for parser in sub.choices.values():
+        _finish(parser)
     return p
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Messages to stderr: INFO by default, WARNING with -q, DEBUG with -v/--debug."""
+    level = logging.DEBUG if (args.verbose or args.debug) else logging.WARNING if args.quiet else logging.INFO
+    logger = logging.getLogger("nonvae")
+    logger.setLevel(level)
+    if not any(getattr(h, "_nonvae", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler._nonvae = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    for h in logger.handlers:
+        if getattr(h, "_nonvae", False):
+            h.stream = sys.stderr  # the current stderr (tests capture it per call)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(args)
     try:
+        if getattr(args, "device", None) is not None:
+            args.device = str(resolve_device(args.device))
         return int(args.func(args) or 0)
     except NonvaeError as exc:
         if args.debug:

@@ -156,7 +156,7 @@ class EvalConfig:
     probe: bool = True
     probe_train_limit: int | None = positive(None)
     kmeans: bool = True
-    hausdorff: bool = False
+    hausdorff: bool = True  # directed Hausdorff distances between test images and the model's samples
     hausdorff_samples: int = positive(10000)
     hausdorff_repeats: int = positive(10)
     # autocast while encoding the probe/k-means/recon sets (lines, Hausdorff and transfer metrics always

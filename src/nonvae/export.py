@@ -1,9 +1,12 @@
-"""``nonvae export``: a minimal model folder that ``load``, ``interpolate``, ``transfer`` and ``report`` accept.
+"""``nonvae export``: a model folder in the Hugging Face Hub layout that ``load``, ``from_pretrained``,
+``interpolate``, ``transfer``, ``sample`` and ``report`` accept.
 
-The folder holds config.yaml, the players' safetensors weights (only the autoencoder with
-``inference_only``), eval.json when the run was evaluated, a README.md model card with the metrics,
-and samples.npz: a few test images (uint8, with their domain and class when the data has them) so
-that pictures can be made from the folder alone, without the training data.
+The folder holds config.json (the full run config), model.safetensors (the autoencoder), a README.md
+model card with metadata front matter, the adversaries' weights (``<name>.safetensors``; not with
+``inference_only``), eval.json when the run was evaluated, the sampler when one was fitted, and
+samples.npz: a few test images (uint8, with their domain and class when the data has them) so that
+pictures can be made from the folder alone, without the training data. Older exports (config.yaml +
+autoencoder.safetensors) are still read everywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import sys
 from pathlib import Path
 
 from nonvae.checkpoint import load_tensors, read_state
-from nonvae.config import dump_config
 from nonvae.errors import NonvaeError
 from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
@@ -72,9 +74,35 @@ def _write_samples(cfg, path: Path, n: int) -> int:
     return len(index)
 
 
+def describe(cfg, out: Path, step: int | None, half: bool, n_samples: int) -> list[str]:
+    """The model card's prose: what was trained, how to load it (shared with ``save_pretrained``)."""
+    trained = f"Trained for {step} steps" if step is not None else "Trained"
+    return [
+        f"# nonvae model: {cfg.method} on {cfg.data.name}",
+        "",
+        f"{trained} (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.seed}).",
+        f"Backbone: {cfg.model.backbone}; regularizers: "
+        + (", ".join(f"{k} ({_settings(v)})" for k, v in cfg.regularizers.items() if v is not None)
+           or "none") + ". The full config is in config.json.",
+        "",
+        "Load it with `nonvae.from_pretrained(\"" + str(out) + "\")` (an `nn.Module`: `model(x)`, `encode`, "
+        "`decode`, `sample`)"
+        + (f"; `nonvae.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
+           if n_samples else "."),
+        *(["", "Weights are stored as float16 (half the size; loading casts them back to float32). "
+            "The metrics below were measured with the float32 weights before export."] if half else []),
+        "",
+    ]
+
+
 def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16,
            half: bool = False) -> Path:
+    """Write the Hub layout (config.json, model.safetensors, README.md) plus eval.json, samples.npz,
+    state.json, the stored sampler and, unless ``inference_only``, the adversaries' weights."""
+    from nonvae.checkpoint import weights_file
+    from nonvae.model import WEIGHTS_FILE, write_config_json, write_model_card, write_weights
     from nonvae.resources import model_path
+    from nonvae.sampling import SAMPLER_FILE
 
     run_dir, out = model_path(run_dir), Path(out)
     cfg = config_of(run_dir)
@@ -83,40 +111,21 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     players = [p for p in state.get("players", []) if not inference_only or p == AUTOENCODER]
     out.mkdir(parents=True, exist_ok=True)
     cfg = _pin_attribute_base(cfg)
-    dump_config(cfg, out / "config.yaml")
     for name in players:
-        if half:  # float16 copies: half the size; loading casts them back to the model's float32
-            from safetensors.torch import save_file
+        target = out / (WEIGHTS_FILE if name == AUTOENCODER else f"{name}.safetensors")
+        write_weights(load_tensors(weights_file(ckpt, name)), target, half)
+    from nonvae.methods import build_method
+    from nonvae.pipeline import image_shape_of
 
-            tensors = {k: (v.half() if v.is_floating_point() else v).contiguous()
-                       for k, v in load_tensors(ckpt / f"{name}.safetensors").items()}
-            save_file(tensors, str(out / f"{name}.safetensors"), metadata={"stored_as": "float16"})
-        else:
-            shutil.copyfile(ckpt / f"{name}.safetensors", out / f"{name}.safetensors")
+    latent_shape = build_method(cfg, image_shape_of(cfg)).autoencoder.latent_shape
+    write_config_json(cfg, out, image_shape_of(cfg), latent_shape, state["step"])
     metrics = {}
     if (run_dir / "eval.json").is_file():
         shutil.copyfile(run_dir / "eval.json", out / "eval.json")
         metrics = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    if (run_dir / SAMPLER_FILE).is_file():
+        shutil.copyfile(run_dir / SAMPLER_FILE, out / SAMPLER_FILE)
     (out / "state.json").write_text(json.dumps({"step": state["step"], "players": players}))
     n_samples = _write_samples(cfg, out / SAMPLES_FILE, samples) if samples > 0 else 0
-    lines = [
-        f"# nonvae model: {cfg.method} on {cfg.data.name}",
-        "",
-        f"Trained for {state['step']} steps (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.seed}).",
-        f"Backbone: {cfg.model.backbone}; regularizers: "
-        + (", ".join(f"{k} ({_settings(v)})" for k, v in cfg.regularizers.items() if v is not None)
-           or "none") + ". The full config is config.yaml.",
-        "",
-        "Load it with `nonvae.load(\"" + str(out) + "\")`"
-        + (f"; `nonvae.load_samples(\"{out}\")` gives the {n_samples} test images stored beside it."
-           if n_samples else "."),
-        *(["", "Weights are stored as float16 (half the size; loading casts them back to float32). "
-            "The metrics below were measured with the float32 weights before export."] if half else []),
-        "",
-    ]
-    if metrics:
-        lines += ["| metric | value |", "|---|---|"] + [
-            f"| {k} | {v:.6g} |" if isinstance(v, int | float) else f"| {k} | – |" for k, v in sorted(metrics.items())
-        ]
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_model_card(cfg, out, metrics, state["step"], half=half, n_samples=n_samples)
     return out

@@ -1,7 +1,9 @@
 """Using a trained run: load it, encode, decode, interpolate.
 
-A run directory (``nonvae train``) and an exported model folder (``nonvae
-export``) both hold config.yaml and safetensors weights; ``load`` accepts either.
+A run directory (``nonvae train``: config.yaml + checkpoints/), a model folder (``nonvae export`` /
+``save_pretrained``: config.json + model.safetensors, or the older config.yaml +
+autoencoder.safetensors) and a shipped model's name are all accepted. ``load`` here returns the
+training-side ``Method``; the public ``nonvae.load`` wraps it as :class:`nonvae.model.Autoencoder`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from nonvae.checkpoint import find_latest, load_weights
+from nonvae.checkpoint import find_latest, load_weights, weights_file
 from nonvae.config import Config, load_config
 from nonvae.errors import CheckpointError, ConfigError
 from nonvae.methods import AUTOENCODER, Method, build_method
@@ -24,7 +26,7 @@ def image_shape_of(cfg: Config) -> tuple[int, int, int]:
 def checkpoint_dir_of(path: str | Path) -> Path:
     """The folder holding the weights: RUN_DIR/checkpoints/latest, a step folder, or an export."""
     path = model_path(path)
-    if (path / f"{AUTOENCODER}.safetensors").is_file():
+    if weights_file(path, AUTOENCODER).is_file():  # a model folder (Hub layout or older export)
         return path
     latest = find_latest(path / "checkpoints")
     if latest is None:
@@ -35,10 +37,14 @@ def checkpoint_dir_of(path: str | Path) -> Path:
 def config_of(path: str | Path) -> Config:
     """The resolved config of a run directory, model folder or shipped model name."""
     path = model_path(path)
+    if (path / "config.json").is_file() and not (path / "config.yaml").is_file():  # the Hub layout
+        from nonvae.model import read_config_json
+
+        return read_config_json(path / "config.json")
     for candidate in (path / "config.yaml", path.parent.parent / "config.yaml"):
         if candidate.is_file():
             return load_config(candidate)
-    raise CheckpointError(f"{path}: no config.yaml (is this a run directory or exported model?)")
+    raise CheckpointError(f"{path}: no config.yaml or config.json (is this a run directory or model folder?)")
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries: bool = False) -> Method:
@@ -49,7 +55,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries:
     ckpt = checkpoint_dir_of(path)
     players = method.players() if with_adversaries else {AUTOENCODER: method.autoencoder}
     for name, module in players.items():
-        load_weights(module, ckpt / f"{name}.safetensors", name)
+        load_weights(module, weights_file(ckpt, name), name)
     method.run_dir = Path(path)  # type: ignore[attr-defined]
     return method.to(device).eval()
 

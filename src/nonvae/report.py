@@ -372,7 +372,9 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
     device = torch.device(device)
     cfg = config_of(path)  # raises CheckpointError for a folder that is neither a run nor an export
     records = read_records(path)
-    is_export = not (path / "checkpoints").exists() and (path / "autoencoder.safetensors").is_file()
+    from nonvae.checkpoint import weights_file
+
+    is_export = not (path / "checkpoints").exists() and weights_file(path, "autoencoder").is_file()
     page = RunPage(path=path, name=name, kind="export" if is_export else "run", records=records)
     config_file = path / "config.yaml"
     page.config_text = (config_file.read_text(encoding="utf-8") if config_file.is_file()
@@ -678,8 +680,18 @@ def write_comparison(run_dirs: list[Path], out_html: Path, table_md: str | None,
     return write_report(run_dirs, out_html, title=title or f"nonvae benchmark: {out_html.stem}", table_md=table_md)
 
 
+def default_report_path(first: PathLike) -> Path:
+    """FIRST_RUN/report.html; the working directory's report.html for a model shipped inside the package."""
+    from nonvae.resources import PRETRAINED, model_path
+
+    folder = model_path(first)
+    return Path("report.html") if PRETRAINED in folder.resolve().parents else folder / "report.html"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     table_md = Path(args.table).read_text(encoding="utf-8") if args.table else None
+    if args.out is None:
+        args.out = default_report_path(args.run_dirs[0])
     out = write_report(args.run_dirs, args.out, title=args.title, device=args.device, table_md=table_md,
                        pairs=args.pairs, steps=args.steps)
     size = out.stat().st_size
@@ -691,7 +703,8 @@ def add_parser(subparsers: Any) -> None:
     """Register ``nonvae report`` (cli.py imports this module when it is present)."""
     r = subparsers.add_parser("report", help="one self-contained HTML report for runs and exported models")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or exported model folders")
-    r.add_argument("--out", default="report.html", help="HTML file to write (default: report.html)")
+    r.add_argument("--out", default=None, help="HTML file to write (default: FIRST_RUN_DIR/report.html; "
+                                                "./report.html for shipped models)")
     r.add_argument("--title", help="page title")
     r.add_argument("--table", metavar="MD", help="a Markdown file (e.g. a benchmark table) to show on top")
     r.add_argument("--pairs", type=int, default=6, help="interpolation pairs (default 6)")

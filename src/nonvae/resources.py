@@ -36,7 +36,11 @@ def pretrained_names() -> list[str]:
     """Every shipped model folder's name (sorted)."""
     if not PRETRAINED.is_dir():
         return []
-    return sorted(p.name for p in PRETRAINED.iterdir() if (p / "config.yaml").is_file())
+    return sorted(p.name for p in PRETRAINED.iterdir() if _is_model(p))
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() or (folder / "config.json").is_file()
 
 
 def _after(path: Path, folder: str) -> str | None:
@@ -71,7 +75,7 @@ def model_path(name_or_path: str | Path) -> Path:
     if path.exists():
         return path
     for candidate in (_after(path, "pretrained"), str(name_or_path)):
-        if candidate and "/" not in candidate and (PRETRAINED / candidate / "config.yaml").is_file():
+        if candidate and "/" not in candidate and _is_model(PRETRAINED / candidate):
             return PRETRAINED / candidate
     names = pretrained_names()
     raise CheckpointError(f"{name_or_path}: no such run directory or model folder (shipped models: "

@@ -44,8 +44,12 @@ def encode_all(method, ds: ImageSet, device: torch.device, batch_size: int = 256
 
 
 def evaluate(method, data: DataBundle, cfg: Config, device: torch.device | str = "cpu",
-             quick: bool = False) -> dict[str, float]:
-    """All metrics for this run; ``quick`` uses smaller samples for periodic evaluation."""
+             quick: bool = False, sampler=None) -> dict[str, float]:
+    """All metrics for this run; ``quick`` uses smaller samples for periodic evaluation.
+
+    ``sampler`` (:class:`nonvae.sampling.Sampler`) is what the Hausdorff distances sample from; without
+    one it is fitted here to the training data (N(0, I) for LTAE, a Gaussian mixture otherwise).
+    """
     device = torch.device(device)
     e = cfg.eval
     test = data.test if not quick else data.test.subset(2000)
@@ -76,7 +80,11 @@ def evaluate(method, data: DataBundle, cfg: Config, device: torch.device | str =
             metrics.update(kmeans_accuracy(z_test, y_test))
 
     if e.hausdorff and not quick:
-        metrics.update(hausdorff_metrics(method, test, cfg, device))
+        if sampler is None:
+            from nonvae.sampling import fit_sampler, training_images
+
+            sampler = fit_sampler(method, training_images(cfg, data), seed=cfg.seed)
+        metrics.update(hausdorff_metrics(method, test, cfg, device, sampler))
 
     if data.name in ("attributes", "domains"):
         from nonvae.evaluate.transfer import evaluate_domains
@@ -96,8 +104,11 @@ def save_metrics(metrics: dict[str, float], path) -> None:
 
 
 @torch.no_grad()
-def hausdorff_metrics(method, test: ImageSet, cfg: Config, device: torch.device) -> dict[str, float]:
-    """Directed Hausdorff between held-out images and decoded N(0, I) codes (LTAE's sampling test)."""
+def hausdorff_metrics(method, test: ImageSet, cfg: Config, device: torch.device, sampler=None) -> dict[str, float]:
+    """Directed Hausdorff between held-out images and decoded samples (LTAE's sampling test).
+
+    Samples are decoded codes of ``sampler`` (fresh ones per repeat), or N(0, I) codes without one.
+    """
     from nonvae.evaluate.hausdorff import hausdorff_both
 
     n = min(cfg.eval.hausdorff_samples, len(test))
@@ -106,6 +117,10 @@ def hausdorff_metrics(method, test: ImageSet, cfg: Config, device: torch.device)
 
     def sample(rep: int) -> np.ndarray:
         g = torch.Generator().manual_seed(10_000 + rep)
+        if sampler is not None and sampler.kind != "normal":
+            from nonvae.sampling import sample as decode_samples
+
+            return decode_samples(method, sampler, n, seed=10_000 + rep).flatten(1).numpy()
         out = []
         for start in range(0, n, cfg.eval.batch_size):
             m = min(cfg.eval.batch_size, n - start)
