@@ -47,9 +47,20 @@ def _pin_attribute_base(cfg):
     return pinned
 
 
-def _write_samples(cfg, path: Path, n: int) -> int:
-    """Up to n test images (half from each domain for two-domain data) -> samples.npz; returns the count."""
+def _save_samples(batch: dict, path: Path) -> None:
+    """A batch's images as uint8 (+ its domain and class when present) -> samples.npz."""
     import numpy as np
+    import torch
+
+    arrays = {"x": ((batch["x"].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()}
+    for key in ("domain", "y"):
+        if key in batch:
+            arrays[key] = batch[key].numpy()
+    np.savez_compressed(path, **arrays)
+
+
+def _write_samples(cfg, path: Path, n: int, run_dir: Path | None = None) -> int:
+    """Up to n test images (half from each domain for two-domain data) -> samples.npz; returns the count."""
     import torch
 
     from nonvae.data import build_data
@@ -57,6 +68,12 @@ def _write_samples(cfg, path: Path, n: int) -> int:
     try:
         test = build_data(cfg.data, cfg.seed).test
     except NonvaeError as exc:  # e.g. the data is not on this machine: the export is still usable
+        if run_dir is not None and (run_dir / SAMPLES_FILE).is_file():  # the run kept some (nonvae.fit)
+            from nonvae.pipeline import load_samples
+
+            kept = load_samples(run_dir)
+            shutil.copyfile(run_dir / SAMPLES_FILE, path)
+            return len(kept["x"])
         print(f"warning: no samples.npz ({exc})", file=sys.stderr)
         return 0
     if "domain" in test.extras:
@@ -65,12 +82,7 @@ def _write_samples(cfg, path: Path, n: int) -> int:
         index = torch.cat([ia[: n - n // 2], ib[: n // 2]])
     else:
         index = torch.arange(min(n, len(test)))
-    batch = test.batch(index)
-    arrays = {"x": ((batch["x"].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()}
-    for key in ("domain", "y"):
-        if key in batch:
-            arrays[key] = batch[key].numpy()
-    np.savez_compressed(path, **arrays)
+    _save_samples(test.batch(index), path)
     return len(index)
 
 
@@ -126,6 +138,6 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     if (run_dir / SAMPLER_FILE).is_file():
         shutil.copyfile(run_dir / SAMPLER_FILE, out / SAMPLER_FILE)
     (out / "state.json").write_text(json.dumps({"step": state["step"], "players": players}))
-    n_samples = _write_samples(cfg, out / SAMPLES_FILE, samples) if samples > 0 else 0
+    n_samples = _write_samples(cfg, out / SAMPLES_FILE, samples, run_dir) if samples > 0 else 0
     write_model_card(cfg, out, metrics, state["step"], half=half, n_samples=n_samples)
     return out
