@@ -187,7 +187,7 @@ def test_configs_build(name):
     assert ("acai" in method.regularizers) == ("acai" in name)
 
 
-def test_augment_finetune_starts_from_a_trained_run(tmp_path, tiny_digits, capsys):
+def test_augment_finetune_starts_from_a_trained_run(tmp_path, tiny_digits, caplog):
     base = tiny_digits(**{"train.steps": 2})
     train(base, tmp_path / "base")
     cfg = load_config(os.path.join(REPO, "configs/fashion_mnist/augment_finetune.yaml"), [
@@ -198,8 +198,9 @@ def test_augment_finetune_starts_from_a_trained_run(tmp_path, tiny_digits, capsy
         }.items()
     ])
     trainer = Trainer(cfg, tmp_path / "ft")
-    trainer.resume_or_init()
-    assert "initialised ['autoencoder']" in capsys.readouterr().err
+    with caplog.at_level("INFO", logger="nonvae"):
+        trainer.resume_or_init()
+    assert "initialised ['autoencoder']" in caplog.text
     from safetensors.torch import load_file
 
     base_w = load_file(str(tmp_path / "base/checkpoints/latest/autoencoder.safetensors"))

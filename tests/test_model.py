@@ -198,3 +198,18 @@ def test_every_option_has_help_showing_its_default():
                 pytest.fail(f"nonvae {name} {action.option_strings or action.dest}: no help text")
         if any(a.dest == "device" for a in p._actions):
             assert "(default: auto)" in text, name
+
+
+def test_shipped_model_eval_and_report_never_write_into_the_package(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shipped = (PRETRAINED / "lines_ae" / "eval.json").read_text()
+    assert main(["eval", "lines_ae", "--set", "eval.hausdorff=false", "--set", "eval.lines_pairs=8"]) == 0
+    assert (PRETRAINED / "lines_ae" / "eval.json").read_text() == shipped
+    assert (tmp_path / "eval_lines_ae.json").is_file() and "eval_lines_ae.json" in capsys.readouterr().err
+    assert not (PRETRAINED / "lines_ae" / "eval.local.json").exists()
+
+
+def test_report_defaults_into_the_first_run_dir(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(run), "--pairs", "1", "--steps", "2"]) == 0
+    assert (run / "report.html").is_file() and not (tmp_path / "report.html").exists()

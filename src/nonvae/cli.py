@@ -325,20 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (tests and notebooks replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     """Messages to stderr: INFO by default, WARNING with -q, DEBUG with -v/--debug."""
     level = logging.DEBUG if (args.verbose or args.debug) else logging.WARNING if args.quiet else logging.INFO
     logger = logging.getLogger("nonvae")
     logger.setLevel(level)
-    if not any(getattr(h, "_nonvae", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler._nonvae = True  # type: ignore[attr-defined]
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.propagate = False
-    for h in logger.handlers:
-        if getattr(h, "_nonvae", False):
-            h.stream = sys.stderr  # the current stderr (tests capture it per call)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,16 @@ autoencoder.safetensors) are still read everywhere.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 from pathlib import Path
 
 from nonvae.checkpoint import load_tensors, read_state
 from nonvae.errors import NonvaeError
 from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
+
+log = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.npz"
 
@@ -74,7 +76,7 @@ def _write_samples(cfg, path: Path, n: int, run_dir: Path | None = None) -> int:
             kept = load_samples(run_dir)
             shutil.copyfile(run_dir / SAMPLES_FILE, path)
             return len(kept["x"])
-        print(f"warning: no samples.npz ({exc})", file=sys.stderr)
+        log.warning("warning: no samples.npz (%s)", exc)
         return 0
     if "domain" in test.extras:
         domain = test.extras["domain"].reshape(-1) > 0.5

@@ -11,9 +11,12 @@ per line) plus dest/split.json. See :mod:`nonvae.data.celeba` for the rules and 
 from __future__ import annotations
 
 import argparse
+import logging
 
 from nonvae.data.celeba import DEFAULT_ATTRIBUTE, OFFICIAL_TEST_SIZE, RULES, preprocess_celeba
 from nonvae.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
@@ -24,7 +27,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     what = f"rule {summary['rule']}" if summary["rule"] else f"attribute {summary['attribute']}"
     counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
     print(f"split by {what}: {counts} ({summary['excluded']} images in neither domain)")
-    print(f"wrote {args.dest}/{{{','.join(summary['counts'])}}}.txt and split.json")
+    log.info("wrote %s/{%s}.txt and split.json", args.dest, ",".join(summary["counts"]))
     return 0
 
 

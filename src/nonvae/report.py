@@ -22,6 +22,7 @@ import datetime
 import html
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -36,6 +37,8 @@ import torch
 
 from nonvae.errors import CheckpointError, ConfigError, NonvaeError
 from nonvae.viz import numeric_keys
+
+log = logging.getLogger(__name__)
 
 PathLike = str | Path
 
@@ -695,7 +698,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = write_report(args.run_dirs, args.out, title=args.title, device=args.device, table_md=table_md,
                        pairs=args.pairs, steps=args.steps)
     size = out.stat().st_size
-    print(f"wrote {out} ({size / 1024:.0f} KiB, self-contained: open it in any browser)")
+    log.info("wrote %s (%.0f KiB, self-contained: open it in any browser)", out, size / 1024)
     return 0
 
 

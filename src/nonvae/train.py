@@ -13,6 +13,7 @@ import contextlib
 import copy
 import datetime
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,8 @@ from nonvae.config import Config, dump_config, from_dict, read_yaml, to_dict
 from nonvae.data import DataBundle, build_data
 from nonvae.errors import ConfigError, NonvaeError, TrainingError
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
+
+log = logging.getLogger(__name__)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -180,7 +183,7 @@ class MetricsLog:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except Exception as exc:  # tensorboard missing or broken: keep training, say so
                 hint = " (pip install 'nonvae[tensorboard]')" if isinstance(exc, ImportError) else ""
-                print(f"warning: TensorBoard logging disabled ({exc}){hint}", file=sys.stderr)
+                log.warning("warning: TensorBoard logging disabled (%s)%s", exc, hint)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
@@ -358,14 +361,14 @@ class Trainer:
             self.step = int(state["step"])
             self.log.truncate_after(self.step)
             if self.dist.is_main:
-                print(f"resuming from {latest} (step {self.step})", file=sys.stderr)
+                log.info("resuming from %s (step %d)", latest, self.step)
                 old_world = int(state.get("world_size", 1))
                 old_batch = int(state.get("batch_size", self.cfg.train.batch_size))
                 old, new = old_world * old_batch, self.dist.world * self.cfg.train.batch_size
                 if old != new:
-                    print(f"note: the global batch changes from {old} ({old_world} x {old_batch}) to {new} "
-                          f"({self.dist.world} x {self.cfg.train.batch_size}) at step {self.step}; "
-                          f"train.batch_size={old // self.dist.world} keeps it", file=sys.stderr)
+                    log.warning(f"note: the global batch changes from {old} ({old_world} x {old_batch}) to {new} "
+                                f"({self.dist.world} x {self.cfg.train.batch_size}) at step {self.step}; "
+                                f"train.batch_size={old // self.dist.world} keeps it")
         elif self.cfg.init.required and not self.cfg.init.from_:
             raise ConfigError("config key 'init.from': this config fine-tunes a trained run; "
                               "pass --set init.from=RUN_DIR")
@@ -377,7 +380,7 @@ class Trainer:
             available = set(read_state(src).get("players", []))
             load_checkpoint(src, {n: m for n, m in players.items() if n in available})
             if self.dist.is_main:
-                print(f"initialised {sorted(available & set(players))} from {src}", file=sys.stderr)
+                log.info("initialised %s from %s", sorted(available & set(players)), src)
 
     def write_config(self) -> None:
         if not self.dist.is_main:
@@ -387,12 +390,12 @@ class Trainer:
             try:
                 old = to_dict(from_dict(Config, read_yaml(path)))  # normalised: older files carry more keys
             except ConfigError as exc:  # e.g. written by an older version: the new config replaces it
-                print(f"note: replacing unreadable {path} ({exc})", file=sys.stderr)
+                log.warning("note: replacing unreadable %s (%s)", path, exc)
                 old = {}
             new = to_dict(self.cfg)
             changed = sorted(_diff_keys(old, new))
             if changed:
-                print(f"note: config changed since this run started: {', '.join(changed)}", file=sys.stderr)
+                log.warning("note: config changed since this run started: %s", ", ".join(changed))
         dump_config(self.cfg, path)
 
     # -- signals ----------------------------------------------------------------------------
@@ -530,7 +533,7 @@ class Trainer:
 
             write_report([self.run_dir], out, device=self.device, preloaded={self.run_dir: (self.method, self.data)})
         except Exception as exc:  # noqa: BLE001 - a report is never worth a failed run
-            print(f"warning: could not write {out}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            log.warning("warning: could not write %s: %s: %s", out, type(exc).__name__, exc)
 
 
 def _diff_keys(old, new, prefix: str = "") -> set[str]:

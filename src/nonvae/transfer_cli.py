@@ -21,13 +21,15 @@ size. Writes the grid as PNG and every image as .npz beside it.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nonvae.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 PAD = 2
 BLANK = 0.5  # grey for empty cells, in [0, 1]
@@ -144,7 +146,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if needs_test:
         test, note = test_set_or_samples(args.run_dir, lambda: domain_test_set(cfg.data))
         if note:
-            print(f"note: {note}", file=sys.stderr)
+            log.warning("note: %s", note)
         domain = test.extras["domain"]
         pool_a = test.batch(torch.nonzero(domain > 0.5).view(-1))["x"]
         pool_b = test.batch(torch.nonzero(domain <= 0.5).view(-1))["x"]
@@ -182,7 +184,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     save_grid_png([[c.cpu() if c is not None else None for c in row] for row in cells], out, args.scale)
     npz = out.with_suffix(".npz")
     np.savez_compressed(npz, **{k: v.float().cpu().numpy() for k, v in images.items()})
-    print(f"wrote {out} ({what}) and {npz}")
+    log.info("wrote %s (%s) and %s", out, what, npz)
     return 0
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ import numpy as np
 
 from nonvae.data.folders import ImageSource, load_into
 from nonvae.errors import DataError
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 LOCK_POLL_S = 2.0
@@ -191,5 +193,5 @@ def _build(source: ImageSource, image_size: int, crop: int | None, channels: int
     tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
     tmp_meta.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp_meta, meta_path)
-    print(f"cached {result.count} images ({len(result.skipped)} skipped) in {data}", file=sys.stderr)
+    log.info("cached %d images (%d skipped) in %s", result.count, len(result.skipped), data)
     return _result(data, meta, len(source), built=True)

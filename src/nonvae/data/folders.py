@@ -10,6 +10,7 @@ and counted.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -171,8 +172,8 @@ def load_into(source: ImageSource, out: np.ndarray, image_size: int, crop: int |
         raise DataError(f"{source.name}: none of its {len(source)} images could be read "
                         f"(first: {skipped[0]['reason'] if skipped else 'none listed'})")
     if skipped:
-        print(f"warning: {source.name}: skipped {len(skipped)} unreadable image(s), first: "
-              f"{skipped[0]['reason']}", file=sys.stderr)
+        logging.getLogger(__name__).warning("warning: %s: skipped %d unreadable image(s), first: %s",
+                                            source.name, len(skipped), skipped[0]["reason"])
     return LoadResult(count, skipped)
 
 
