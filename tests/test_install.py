@@ -86,4 +86,5 @@ def test_installed_train_eval_load_interpolate(installed):
                 "x = nonvae.load_samples('lines_acai')['x'][:2]; print(tuple(m.decode(m.encode(x)).shape))"],
                work, env)
     assert out.stdout.strip() == "(2, 1, 32, 32)"
-    assert not (work / "build").exists() and sorted(p.name for p in work.iterdir()) == ["i.npz", "run"]
+    _run([*nonvae, "sample", "lines_acai", "--n", "4", "--out", "s.png"], work, env)  # the shipped sampler
+    assert not (work / "build").exists() and sorted(p.name for p in work.iterdir()) == ["i.npz", "run", "s.png"]

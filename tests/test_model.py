@@ -184,6 +184,8 @@ def test_cli_flags_after_subcommand_and_devices(capsys, tmp_path):
         assert main(["sample", "lines_ae", "--out", str(tmp_path / "s.png"), "--device", device]) == 2
         err = capsys.readouterr().err
         assert err.startswith("nonvae: error: --device") and err.count("\n") == 1
+        assert main(["train", "lines/ae", "--run-dir", str(tmp_path / "r"), "--device", device]) == 2
+        assert capsys.readouterr().err.startswith("nonvae: error: --device")
 
 
 def test_every_option_has_help_showing_its_default():

@@ -72,7 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nonvae.config import load_config
     from nonvae.train import train
 
-    cfg = load_config(args.config, args.set)
+    overrides = list(args.set)
+    if args.train_device is not None:  # --device wins over the config's train.device
+        overrides.append(f"train.device={resolve_device(args.train_device)}")
+    cfg = load_config(args.config, overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     trainer = train(cfg, run_dir)
     if trainer.dist.is_main:
@@ -270,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="YAML config file or built-in name, e.g. lines/acai (see `nonvae configs`)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--run-dir", help="run directory (default: runs/<dataset>_<config name>)")
+    t.add_argument("--device", dest="train_device", default=None, metavar="DEVICE",
+                   help="auto, cpu, cuda, cuda:N (default: the config's train.device, auto unless set)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run; writes RUN_DIR/eval.json (or --out)")
