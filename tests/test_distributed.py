@@ -189,7 +189,7 @@ def test_resume_across_world_sizes(runs):
     assert_close(reference, flat_weights(trainer))
 
 
-def test_torchrun_cli_then_resume_on_one_process(tmp_path, tiny_lines, capfd):
+def test_torchrun_cli_then_resume_on_one_process(tmp_path, tiny_lines, caplog):
     """The documented command line; the run then continues in one process with another global batch."""
     run_dir = tmp_path / "run"
     overrides = ["model.width=4", "data.image_size=16", "model.latent_width=2", "model.latent_channels=4",
@@ -208,7 +208,8 @@ def test_torchrun_cli_then_resume_on_one_process(tmp_path, tiny_lines, capfd):
     assert len([r for r in rows if '"kind": "train"' in r]) == 2  # one row per step, not one per rank
 
     cfg = tiny_lines("configs/lines/acai.yaml", **{"train.steps": 3, "train.batch_size": 8})
-    trainer = train(cfg, run_dir)
+    with caplog.at_level("INFO", logger="nonvae"):  # messages go through logging
+        trainer = train(cfg, run_dir)
     assert trainer.step == 3
-    err = capfd.readouterr().err
+    err = caplog.text
     assert "resuming from" in err and "global batch changes from 16 (2 x 8) to 8 (1 x 8)" in err

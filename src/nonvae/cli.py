@@ -78,8 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     trainer = train(cfg, run_dir)
-    if trainer.dist.is_main:
-        log.info("trained %s for %d steps; run directory: %s", cfg.method, trainer.step, run_dir)
+    if trainer.dist.is_main:  # the command's result: stdout, like eval's table
+        print(f"trained {cfg.method} for {trainer.step} steps; run directory: {run_dir}")
     return 0
 
 
