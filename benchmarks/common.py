@@ -57,6 +57,7 @@ def train_and_evaluate(config: str | Path, run_dir: Path, overrides: list[str], 
     """
     from nonvae.config import load_config
     from nonvae.evaluate.run import evaluate, save_metrics
+    from nonvae.rundir import RunDir
     from nonvae.train import Trainer
 
     cfg = load_config(REPO / config if not Path(config).is_absolute() else config, overrides)
@@ -70,7 +71,7 @@ def train_and_evaluate(config: str | Path, run_dir: Path, overrides: list[str], 
     metrics = evaluate(method, trainer.data, cfg, trainer.device)
     if extra is not None:
         metrics.update(extra(method, trainer))
-    save_metrics(metrics, Path(run_dir) / "eval.json")
+    save_metrics(metrics, RunDir(run_dir).eval)
     return method, {**metrics, "train_seconds": seconds, "eval_seconds": time.time() - started - seconds}
 
 

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import nonvae
     from nonvae.data import build_data
+    from nonvae.latent import pick_pairs
     from nonvae.pipeline import config_of, interpolate
-    from nonvae.report import pick_pairs
     from nonvae.viz import image_grid, save_grid
 
     method = nonvae.load(args.run_dir)

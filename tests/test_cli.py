@@ -26,6 +26,8 @@ def lines_run(tmp_path_factory):
 def test_eval_writes_flat_json(lines_run, capsys):
     assert main(["eval", str(lines_run)]) == 0
     metrics = json.loads((lines_run / "eval.json").read_text())
+    meta = metrics.pop("_meta")  # what each key means, declared by its evaluator
+    assert meta["recon/mse"]["direction"] == "lower" and not meta["lines/smoothness"]["reference"]
     assert "recon/mse" in metrics and "lines/mean_distance" in metrics
     # Smoothness is undefined (written as null) when every path's matched endpoints coincide, as for
     # this 3-step model whose decoder ignores the code; everything else is a number.
@@ -69,10 +71,10 @@ def test_inference_only_export_has_just_the_autoencoder(lines_run, tmp_path):
     x = torch.rand(2, 1, 16, 16) * 2 - 1
     assert torch.equal(nonvae.load(lines_run).decode(nonvae.load(lines_run).encode(x)),
                        nonvae.load(out).decode(nonvae.load(out).encode(x)))
-    with pytest.raises(nonvae.pipeline.CheckpointError, match="samples.npz"):
+    with pytest.raises(nonvae.errors.CheckpointError, match="samples.npz"):
         nonvae.load_samples(out)
     (out / "samples.npz").write_bytes(b"PK\x03\x04 not a zip")  # a corrupt file names itself
-    with pytest.raises(nonvae.pipeline.CheckpointError, match="samples.npz: unreadable"):
+    with pytest.raises(nonvae.errors.CheckpointError, match="samples.npz: unreadable"):
         nonvae.load_samples(out)
 
 

@@ -13,8 +13,8 @@ from nonvae.autoencoders import SplitAutoencoder
 from nonvae.cli import main
 from nonvae.config import ModelConfig, load_config
 from nonvae.evaluate.run import evaluate
+from nonvae.latent import add_code, remove_code
 from nonvae.methods import build_method
-from nonvae.pipeline import add_code, remove_code
 from nonvae.regularizers.base import StepView
 from nonvae.train import train
 
@@ -157,6 +157,40 @@ def test_training_run_and_transfer_metrics(tiny_run):
     assert metrics["transfer/attribute_r2"] <= 1
 
 
+def test_report_ranks_the_keys_evaluation_emits(tiny_run, tmp_path):
+    """Directions and reference rows come from the evaluators' declarations, carried in eval.json's _meta."""
+    import re
+
+    from nonvae.evaluate.run import save_metrics
+    from nonvae.metrics import declared
+    from nonvae.report import RunPage, read_meta
+    from nonvae.report_html import metrics_table_html
+    from nonvae.rundir import RunDir
+
+    trainer, _ = tiny_run
+    metrics = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu", quick=True)
+    assert set(metrics) <= set(declared())  # every key evaluation emits says what it means
+    refs = ("transfer/overlay_mse", "transfer/clean_recon_mse", "transfer/pixel_classifier_accuracy",
+            "probe/train_accuracy")
+    assert all(k in metrics for k in (*refs, "transfer/content_acc", "recon/mse"))
+    lower = {k: v - 0.01 for k, v in metrics.items()}  # run b: every value a bit lower
+    pages = []
+    for name, values in (("a", metrics), ("b", lower)):
+        (tmp_path / name).mkdir()
+        save_metrics(values, RunDir(tmp_path / name).eval)
+        pages.append(RunPage(path=tmp_path / name, name=name, metrics=values, meta=read_meta(tmp_path / name)))
+    html = metrics_table_html(pages)
+    rows = {key: (arrow, cells) for key, arrow, cells in
+            re.findall(r'<tr><td class="key"[^>]*>([^<]+)</td><td class="dir">([^<]*)</td>(.*?)</tr>', html)}
+    best = {key: [i for i, cell in enumerate(cells.split("</td>")[:2]) if 'class="best"' in cell]
+            for key, (_, cells) in rows.items()}
+    assert "higher" in rows["transfer/content_acc"][0] and best["transfer/content_acc"] == [0]
+    assert "lower" in rows["recon/mse"][0] and best["recon/mse"] == [1]
+    assert "lower" in rows["transfer/leakage_acc"][0] and best["transfer/leakage_acc"] == [1]
+    for key in refs:  # baselines and ceilings are shown, never ranked
+        assert rows[key][0].startswith("reference") and best[key] == [], key
+
+
 def test_removal_of_a_domain_b_image_is_its_own_code(tiny_run):
     trainer, _ = tiny_run
     method = trainer.method.eval()
@@ -207,7 +241,7 @@ def test_transfer_modes_and_list_files(tiny_run, tmp_path, capsys):
     data = np.load(out.with_suffix(".npz"))
     assert data["from_zero"].shape == (2, 5, 1, 16, 16) and data["between_donors"].shape == (2, 5, 1, 16, 16)
     # t = 0 of 'from zero' is the content with no attribute; t = 1 of 'between' is the second donor's code
-    from nonvae.pipeline import remove_attribute, transfer
+    from nonvae.latent import remove_attribute, transfer
 
     method = trainer.method.eval()
     content = test.batch(torch.nonzero(test.extras["domain"] < 0.5).view(-1)[:2])["x"]
@@ -243,7 +277,7 @@ def test_python_api_matches_the_code_operations(tiny_run):
     assert torch.allclose(nonvae.remove_attribute(method, x), method.decode(remove_code(method, x)).clamp(-1, 1))
     frames = nonvae.interpolate_attribute(method, x[:2], None, x[2:], steps=3)
     assert torch.allclose(frames[:, -1], out["added"][:, 0], atol=1e-5)
-    with pytest.raises(nonvae.pipeline.ConfigError, match="give 1 or one per content image"):
+    with pytest.raises(nonvae.errors.ConfigError, match="give 1 or one per content image"):
         nonvae.interpolate_attribute(method, x[:2], None, x, steps=3)
 
 

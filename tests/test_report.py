@@ -23,7 +23,6 @@ from nonvae.report import (
     disentangle_pictures,
     latent_pictures,
     markdown_html,
-    metric_direction,
     write_comparison,
     write_report,
 )
@@ -187,15 +186,7 @@ def test_missing_run_dir_is_a_user_error(tmp_path, capsys):
     assert "no such run directory" in capsys.readouterr().err
 
 
-def test_metric_directions_and_best():
-    assert metric_direction("recon/mse") == "lower"
-    assert metric_direction("lines/mean_distance") == "lower"
-    assert metric_direction("lines/smoothness") == "lower"
-    assert metric_direction("hausdorff/directed") == "lower"
-    assert metric_direction("domain/leakage_accuracy") == "lower"
-    assert metric_direction("probe/accuracy") == "higher"
-    assert metric_direction("transfer/r2") == "higher"
-    assert metric_direction("train_seconds") is None
+def test_best_of():
     assert best_of({"a": 0.1, "b": 0.2, "c": 0.1}, "lower") == {"a", "c"}
     assert best_of({"a": 0.1, "b": 0.2, "c": None}, "higher") == {"b"}
     assert best_of({"a": 0.1, "b": 0.1}, "lower") == set()  # nothing is better

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from nonvae.model import Autoencoder
 
-_PIPELINE = ("interpolate", "transfer", "remove_attribute", "interpolate_attribute", "load_samples")
+_PIPELINE = ("interpolate", "transfer", "remove_attribute", "interpolate_attribute", "load_samples",
+             "load_test_images")
 _LAZY = {"Autoencoder": "nonvae.model", "fit": "nonvae.fitting", "configs": "nonvae.resources",
          "pretrained": "nonvae.resources"}
 

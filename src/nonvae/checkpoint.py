@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nonvae.errors import CheckpointError
+from nonvae.rundir import RunDir, weights_name
 
 STEP_RE = re.compile(r"^step_(\d+)$")
 STATE_FILE = "state.json"
@@ -123,7 +124,7 @@ def save_checkpoint(
         tmp.mkdir()
         optim_json = {}
         for name, module in players.items():
-            _save_tensors(module.state_dict(), tmp / f"{name}.safetensors", {"player": name})
+            _save_tensors(module.state_dict(), tmp / weights_name(name), {"player": name})
             if optimizers and name in optimizers:
                 tensors, plain = optimizer_to_flat(optimizers[name].state_dict())
                 _save_tensors(tensors, tmp / f"optim_{name}.safetensors")
@@ -259,11 +260,7 @@ def _check_param_groups(plain: Any, opt: torch.optim.Optimizer) -> None:
 def weights_file(folder: str | Path, name: str) -> Path:
     """A player's weights in a checkpoint or model folder (the Hub layout keeps the autoencoder in
     model.safetensors; checkpoints and older exports in autoencoder.safetensors)."""
-    folder = Path(folder)
-    if name == "autoencoder" and not (folder / "autoencoder.safetensors").is_file() \
-            and (folder / "model.safetensors").is_file():
-        return folder / "model.safetensors"
-    return folder / f"{name}.safetensors"
+    return RunDir(folder).weights(name)
 
 
 def load_checkpoint(

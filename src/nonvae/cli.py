@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from nonvae.errors import ConfigError, NonvaeError
+from nonvae.rundir import RunDir
 
 log = logging.getLogger("nonvae")
 
@@ -122,13 +123,14 @@ def eval_output(run_dir: Path, out: str | None) -> Path:
 
     if out:
         return Path(out)
-    default = run_dir / "eval.json"
-    if (run_dir / "checkpoints").is_dir() or not default.exists():
+    run = RunDir(run_dir)
+    default = run.eval
+    if run.checkpoints.is_dir() or not default.exists():
         return default
     if PRETRAINED in run_dir.resolve().parents:
         target = Path(f"eval_{run_dir.name}.json")
     else:
-        target = run_dir / "eval.local.json"
+        target = default.with_suffix(".local.json")
     log.warning("%s holds the metrics shipped with this model; writing the new ones to %s instead", default, target)
     return target
 
@@ -139,7 +141,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     from nonvae.data import build_data
     from nonvae.errors import ConfigError
-    from nonvae.pipeline import config_of, interpolate, load, test_set_or_samples
+    from nonvae.latent import interpolate, pick_pairs
+    from nonvae.pipeline import config_of, load, test_set_or_samples
 
     if args.pairs <= 0 or args.steps < 2:
         raise ConfigError("--pairs must be > 0 and --steps >= 2")
@@ -148,12 +151,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     test, note = test_set_or_samples(args.run_dir, lambda: build_data(cfg.data, cfg.seed).test)
     if note:
         log.warning("note: %s", note)
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(test), generator=g)
-    if len(idx) < 2 * args.pairs:
-        idx = torch.randint(len(test), (2 * args.pairs,), generator=g)
-    a = test.batch(idx[: args.pairs])
-    b = test.batch(idx[args.pairs: 2 * args.pairs])
+    ia, ib = pick_pairs(len(test), args.pairs, args.seed)
+    a, b = test.batch(ia), test.batch(ib)
     dev = torch.device(args.device)
     da, db = a.get("domain"), b.get("domain")
     images = interpolate(method, a["x"].to(dev), b["x"].to(dev), args.steps,
@@ -277,11 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto, cpu, cuda, cuda:N (default: the config's train.device, auto unless set)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a run; writes RUN_DIR/eval.json (or --out)")
+    e = sub.add_parser("eval", help=f"evaluate a run; writes RUN_DIR/{RunDir.eval.name} (or --out)")
     e.add_argument("run_dir")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override eval.* keys")
-    e.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval.json; a model folder's shipped "
-                                 "eval.json is kept and the new metrics go beside it)")
+    e.add_argument("--out", help=f"JSON file to write (default: RUN_DIR/{RunDir.eval.name}; a model folder's "
+                                 "shipped one is kept and the new metrics go beside it)")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
 
@@ -307,12 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_configs)
 
     x = sub.add_parser("export", help="write a model folder in the Hugging Face Hub layout "
-                                      "(config.json + model.safetensors + model card)")
+                                      f"({RunDir.config_json.name} + {RunDir.model_weights.name} + model card)")
     x.add_argument("run_dir")
     x.add_argument("--out", required=True)
     x.add_argument("--inference-only", action="store_true",
                    help="only the autoencoder's weights (no critic/discriminator): smaller, cannot resume training")
-    x.add_argument("--samples", type=int, default=16, help="test images stored in samples.npz (0: none)")
+    x.add_argument("--samples", type=int, default=16,
+                   help=f"test images stored in {RunDir.test_images.name} (0: none)")
     x.add_argument("--half", action="store_true", help="store float weights as float16 (half the size)")
     x.set_defaults(func=cmd_export)
 

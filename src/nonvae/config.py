@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from nonvae.errors import ConfigError, did_you_mean
-from nonvae.registry import DATASETS, REGULARIZERS, Registry
+from nonvae.registry import DATASETS, REGULARIZERS, Registry, load_plugins
 
 
 # --------------------------------------------------------------------------- field metadata
@@ -192,6 +192,8 @@ class Config:
 
     seed: int = setting(0, ge=0, lt=2**63)
     method: str = "ae"
+    # Python files (relative to the config file) or modules that register further parts (docs/extending.md)
+    plugins: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig, metadata={"variant": DATASETS})
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -453,6 +455,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:
+        if data.get("plugins") is not None:  # first: they register the parts the rest may name
+            data["plugins"] = load_plugins(data["plugins"], Path(path).parent if path is not None else Path.cwd())
         return from_dict(Config, data)
     except ConfigError as exc:
         if path is not None:

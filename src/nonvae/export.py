@@ -16,14 +16,14 @@ import logging
 import shutil
 from pathlib import Path
 
-from nonvae.checkpoint import load_tensors, read_state
+from nonvae.checkpoint import STATE_FILE, load_tensors, read_state
+from nonvae.data.base import to_uint8
 from nonvae.errors import NonvaeError
 from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
+from nonvae.rundir import RunDir, weights_name
 
 log = logging.getLogger(__name__)
-
-SAMPLES_FILE = "samples.npz"
 
 
 def _settings(section) -> str:
@@ -52,9 +52,8 @@ def _pin_attribute_base(cfg):
 def _save_samples(batch: dict, path: Path) -> None:
     """A batch's images as uint8 (+ its domain and class when present) -> samples.npz."""
     import numpy as np
-    import torch
 
-    arrays = {"x": ((batch["x"].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()}
+    arrays = {"x": to_uint8(batch["x"]).numpy()}
     for key in ("domain", "y"):
         if key in batch:
             arrays[key] = batch[key].numpy()
@@ -70,13 +69,14 @@ def _write_samples(cfg, path: Path, n: int, run_dir: Path | None = None) -> int:
     try:
         test = build_data(cfg.data, cfg.seed).test
     except NonvaeError as exc:  # e.g. the data is not on this machine: the export is still usable
-        if run_dir is not None and (run_dir / SAMPLES_FILE).is_file():  # the run kept some (nonvae.fit)
-            from nonvae.pipeline import load_samples
+        kept_file = RunDir(run_dir).test_images if run_dir is not None else None
+        if kept_file is not None and kept_file.is_file():  # the run kept some (nonvae.fit)
+            from nonvae.pipeline import load_test_images
 
-            kept = load_samples(run_dir)
-            shutil.copyfile(run_dir / SAMPLES_FILE, path)
+            kept = load_test_images(run_dir)
+            shutil.copyfile(kept_file, path)
             return len(kept["x"])
-        log.warning("warning: no samples.npz (%s)", exc)
+        log.warning("warning: no %s (%s)", path.name, exc)
         return 0
     if "domain" in test.extras:
         domain = test.extras["domain"].reshape(-1) > 0.5
@@ -97,7 +97,7 @@ def describe(cfg, out: Path, step: int | None, half: bool, n_samples: int) -> li
         f"{trained} (batch {cfg.train.batch_size}, lr {cfg.train.lr}, seed {cfg.seed}).",
         f"Backbone: {cfg.model.backbone}; regularizers: "
         + (", ".join(f"{k} ({_settings(v)})" for k, v in cfg.regularizers.items() if v is not None)
-           or "none") + ". The full config is in config.json.",
+           or "none") + f". The full config is in {RunDir.config_json.name}.",
         "",
         "Load it with `nonvae.from_pretrained(\"" + str(out) + "\")` (an `nn.Module`: `model(x)`, `encode`, "
         "`decode`, `sample`)"
@@ -114,11 +114,11 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     """Write the Hub layout (config.json, model.safetensors, README.md) plus eval.json, samples.npz,
     state.json, the stored sampler and, unless ``inference_only``, the adversaries' weights."""
     from nonvae.checkpoint import weights_file
-    from nonvae.model import WEIGHTS_FILE, write_config_json, write_model_card, write_weights
+    from nonvae.model import write_config_json, write_model_card, write_weights
     from nonvae.resources import model_path
-    from nonvae.sampling import SAMPLER_FILE
 
     run_dir, out = model_path(run_dir), Path(out)
+    src, dst = RunDir(run_dir), RunDir(out)
     cfg = config_of(run_dir)
     ckpt = checkpoint_dir_of(run_dir)
     state = read_state(ckpt)
@@ -126,7 +126,7 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     out.mkdir(parents=True, exist_ok=True)
     cfg = _pin_attribute_base(cfg)
     for name in players:
-        target = out / (WEIGHTS_FILE if name == AUTOENCODER else f"{name}.safetensors")
+        target = dst.model_weights if name == AUTOENCODER else out / weights_name(name)
         write_weights(load_tensors(weights_file(ckpt, name)), target, half)
     from nonvae.methods import build_method
     from nonvae.pipeline import image_shape_of
@@ -134,12 +134,13 @@ def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, s
     latent_shape = build_method(cfg, image_shape_of(cfg)).autoencoder.latent_shape
     write_config_json(cfg, out, image_shape_of(cfg), latent_shape, state["step"])
     metrics = {}
-    if (run_dir / "eval.json").is_file():
-        shutil.copyfile(run_dir / "eval.json", out / "eval.json")
-        metrics = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
-    if (run_dir / SAMPLER_FILE).is_file():
-        shutil.copyfile(run_dir / SAMPLER_FILE, out / SAMPLER_FILE)
-    (out / "state.json").write_text(json.dumps({"step": state["step"], "players": players}))
-    n_samples = _write_samples(cfg, out / SAMPLES_FILE, samples, run_dir) if samples > 0 else 0
+    if src.eval.is_file():
+        shutil.copyfile(src.eval, dst.eval)
+        metrics = {k: v for k, v in json.loads(src.eval.read_text(encoding="utf-8")).items()
+                   if not k.startswith("_")}  # _meta: what the keys mean, not a metric
+    if src.sampler.is_file():
+        shutil.copyfile(src.sampler, dst.sampler)
+    (out / STATE_FILE).write_text(json.dumps({"step": state["step"], "players": players}))
+    n_samples = _write_samples(cfg, dst.test_images, samples, run_dir) if samples > 0 else 0
     write_model_card(cfg, out, metrics, state["step"], half=half, n_samples=n_samples)
     return out

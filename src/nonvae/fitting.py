@@ -10,6 +10,7 @@ import torch
 
 from nonvae.config import Config, from_dict, load_config, to_dict
 from nonvae.errors import ConfigError
+from nonvae.rundir import RunDir
 
 SAMPLES_KEPT = 16  # test images stored in the run directory when the data lives only in memory
 
@@ -91,7 +92,7 @@ def _keep_memory_data(trainer, run_dir: Path):
     from nonvae.sampling import SAMPLER_FILE, fit_sampler, training_images
 
     test = trainer.data.test
-    _save_samples(test.batch(torch.arange(min(SAMPLES_KEPT, len(test)))), run_dir / "samples.npz")
+    _save_samples(test.batch(torch.arange(min(SAMPLES_KEPT, len(test)))), RunDir(run_dir).test_images)
     method = trainer.method.eval()
     sampler = fit_sampler(method, training_images(trainer.cfg, trainer.data), seed=trainer.cfg.seed)
     sampler.info["step"] = trainer.step

@@ -19,8 +19,7 @@ from nonvae.config import Config
 from nonvae.errors import ConfigError, TrainingError
 from nonvae.registry import REGULARIZERS
 from nonvae.regularizers.base import StepView
-
-AUTOENCODER = "autoencoder"
+from nonvae.rundir import AUTOENCODER
 
 
 class NonFiniteError(TrainingError):

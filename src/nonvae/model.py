@@ -18,9 +18,10 @@ from torch import nn
 
 from nonvae.config import Config
 from nonvae.errors import ConfigError
+from nonvae.rundir import RunDir
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = RunDir.config_json.name
+WEIGHTS_FILE = RunDir.model_weights.name
 LIBRARY = "nonvae"
 
 
@@ -71,7 +72,7 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 16) -> torch.Tensor:
         """Decoded straight-line paths between the codes of x_a and x_b: (N, steps, C, H, W), ends included."""
-        from nonvae.pipeline import interpolate
+        from nonvae.latent import interpolate
 
         return interpolate(self, x_a, x_b, steps)
 
@@ -100,14 +101,14 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def remove(self, x: torch.Tensor) -> torch.Tensor:
         """G(E1(x), 0): the images with their attribute removed (split backbone only)."""
-        from nonvae.pipeline import remove_attribute
+        from nonvae.latent import remove_attribute
 
         return remove_attribute(self, x)
 
     @torch.no_grad()
     def add(self, x: torch.Tensor, donors: torch.Tensor) -> torch.Tensor:
         """G(E1(x_i), E2(donor_i)): each image with its donor's attribute (one donor, or one per image)."""
-        from nonvae.pipeline import add_code
+        from nonvae.latent import add_code
 
         if len(donors) == 1 and len(x) > 1:
             donors = donors.expand(len(x), *donors.shape[1:])
@@ -118,7 +119,7 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def transfer(self, content: torch.Tensor, donors: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every content image with every donor's attribute (see :func:`nonvae.transfer`)."""
-        from nonvae.pipeline import transfer
+        from nonvae.latent import transfer
 
         return transfer(self, content, donors)
 
@@ -139,9 +140,9 @@ class Autoencoder(nn.Module):
         write_weights(self.autoencoder.state_dict(), folder / WEIGHTS_FILE, half)
         write_config_json(self.cfg, folder, self.image_shape, self.latent_shape, step)
         if self.sampler is not None:
-            self.sampler.save(folder / "sampler.safetensors")
+            self.sampler.save(RunDir(folder).sampler)
         if metrics:
-            (folder / "eval.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            RunDir(folder).eval.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         write_model_card(self.cfg, folder, metrics or {}, step, half=half)
         return folder
 
@@ -202,7 +203,7 @@ def read_config_json(path: Path) -> Config:
         data = json.loads(path.read_text(encoding="utf-8"))
         config = data["config"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: not a nonvae config.json ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a nonvae {RunDir.config_json.name} ({type(exc).__name__}: {exc})") from None
     try:
         return from_dict(_Config, config)
     except ConfigError as exc:
@@ -234,7 +235,7 @@ def write_model_card(cfg: Config, folder: Path, metrics: dict, step: int | None,
              *describe(cfg, folder, step, half, n_samples)]
     if numeric:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.6g} |" for k, v in numeric.items()]
-    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    RunDir(folder).model_card.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 __all__ = ["Autoencoder", "CONFIG_FILE", "WEIGHTS_FILE"]

@@ -5,17 +5,23 @@ A part registers itself in its own file, next to the config dataclass it reads::
     @register_regularizer("acai", config=AcaiConfig)
     class InterpolationRegularizer(Regularizer): ...
 
-so a new regularizer, dataset or backbone is one new file: each registry imports
-every module of its package the first time a name is looked up. Names that are
-not there fail with a one-line error naming the closest one.
+so a new regularizer, dataset, backbone or metric is one new file: each registry
+imports every module of its package the first time a name is looked up, and a
+config's ``plugins:`` list imports files (or modules) from anywhere before the
+config is read (see docs/extending.md). Names that are not there fail with a
+one-line error naming the closest one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nonvae.errors import ConfigError, did_you_mean
@@ -94,3 +100,45 @@ BACKBONES = Registry("backbone", "model.backbone", "nonvae.autoencoders")
 register_regularizer = REGULARIZERS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+
+
+_PLUGINS: dict[str, str] = {}  # resolved file -> module name: a file is imported once per process
+
+
+def load_plugins(entries: object, base: Path) -> list[str]:
+    """Import the config's ``plugins``: Python files (relative to ``base``, the config's folder) or module
+    names, each registering its parts; returns them with files made absolute (for the resolved config)."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+        raise ConfigError(f"config key 'plugins': expected a list of .py files or module names, got {entries!r}")
+    resolved = []
+    for i, entry in enumerate(entries):
+        where = f"config key 'plugins[{i}]'"
+        if entry.endswith(".py"):
+            path = Path(entry).expanduser()
+            path = (path if path.is_absolute() else base / path).resolve()
+            if not path.is_file():
+                raise ConfigError(f"{where}: no such file {path}")
+            if str(path) not in _PLUGINS:
+                name = f"nonvae_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module  # dataclasses look their module up while the file runs
+                try:
+                    spec.loader.exec_module(module)
+                except ConfigError:
+                    raise
+                except Exception as exc:
+                    del sys.modules[name]
+                    raise ConfigError(f"{where}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+                _PLUGINS[str(path)] = name
+            resolved.append(str(path))
+        else:
+            try:
+                importlib.import_module(entry)
+            except ImportError as exc:
+                raise ConfigError(f"{where}: cannot import module {entry!r} ({exc})") from None
+            resolved.append(entry)
+    return resolved

@@ -1,5 +1,8 @@
 """``nonvae report``: one self-contained HTML page for one or more runs or exported models.
 
+This module collects (reads a run's files, decodes pictures from its model into RunPage objects);
+:mod:`nonvae.report_html` renders them.
+
 Why a single file: it can be mailed, attached to an issue or opened from a cluster's
 scratch folder with no server, no network and no extra files. Every picture is a base64
 PNG data URI, the CSS and the few lines of JavaScript (the interpolation explorer) are
@@ -18,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
-import html
 import io
 import json
 import logging
 import math
 import os
-import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,58 +36,21 @@ import numpy as np
 import torch
 
 from nonvae.errors import CheckpointError, ConfigError, NonvaeError
+from nonvae.report_html import best_of, markdown_html, render_html  # noqa: F401  (re-exported)
+from nonvae.rundir import RunDir
 from nonvae.viz import numeric_keys
 
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
 
-# Keys are matched by substring; "lower" is checked first so that e.g. a leakage accuracy
-# (information that should have been removed) counts as lower-is-better.
-LOWER_IS_BETTER = ("mse", "distance", "smoothness", "hausdorff", "leakage", "residual")
-HIGHER_IS_BETTER = ("accuracy", "r2")
 THROUGHPUT_KEYS = ("steps_per_s", "images_per_s")
 NOT_CURVES = ("skipped",)
 
 
 # --------------------------------------------------------------------------- small helpers
-def metric_direction(key: str) -> str | None:
-    """'lower', 'higher' or None (no notion of better) for an eval.json key."""
-    k = key.lower()
-    if any(word in k for word in LOWER_IS_BETTER):
-        return "lower"
-    tokens = set(re.split(r"[^a-z0-9]+", k))
-    if "accuracy" in k or "r2" in tokens:
-        return "higher"
-    return None
-
-
-def best_of(values: Mapping[str, float | None], direction: str | None) -> set[str]:
-    """Names holding the best finite value (ties all count).
-
-    Empty without a direction, below two values, or when all values are equal (nothing is better).
-    """
-    finite = {n: float(v) for n, v in values.items() if _is_number(v) and math.isfinite(float(v))}
-    if direction is None or len(finite) < 2 or max(finite.values()) == min(finite.values()):
-        return set()
-    target = min(finite.values()) if direction == "lower" else max(finite.values())
-    tol = 1e-12 * max(1.0, abs(target))
-    return {n for n, v in finite.items() if abs(v - target) <= tol}
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-
-
-def _fmt(v: Any) -> str:
-    if not _is_number(v):
-        return "–"
-    v = float(v)
-    if not math.isfinite(v):
-        return "n/a" if math.isnan(v) else str(v)
-    if v.is_integer() and abs(v) < 1e9:
-        return str(int(v))
-    return f"{v:.4g}"
 
 
 def png_data_uri(image: np.ndarray) -> str:
@@ -110,7 +73,7 @@ def file_data_uri(path: Path) -> str:
 
 def read_records(run_dir: Path) -> list[dict]:
     """metrics.jsonl rows; a torn last line (a run being written) is skipped, not fatal."""
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     if not path.is_file():
         return []
     rows = []
@@ -124,17 +87,28 @@ def read_records(run_dir: Path) -> list[dict]:
     return rows
 
 
+def read_meta(run_dir: Path) -> dict[str, dict]:
+    """What each eval.json key means (its ``_meta`` section: direction, reference); {} when absent."""
+    from nonvae.metrics import META
+
+    try:
+        meta = json.loads(RunDir(run_dir).eval.read_text(encoding="utf-8")).get(META)
+    except (OSError, json.JSONDecodeError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in meta.items() if isinstance(v, dict)} if isinstance(meta, dict) else {}
+
+
 def read_metrics(run_dir: Path, records: Sequence[dict]) -> tuple[dict[str, float], str]:
     """eval.json, else the latest periodic evaluation in metrics.jsonl; with a note on the source."""
-    path = run_dir / "eval.json"
+    path = RunDir(run_dir).eval
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             # null = not measurable (e.g. smoothness of a degenerate path): keep the row, shown as n/a
             return {k: float(v) if _is_number(v) else math.nan for k, v in data.items()
-                    if _is_number(v) or v is None}, "eval.json"
+                    if _is_number(v) or v is None}, path.name
         except (OSError, json.JSONDecodeError, ValueError) as exc:
-            return {}, f"eval.json unreadable ({exc})"
+            return {}, f"{path.name} unreadable ({exc})"
     evals = [r for r in records if r.get("kind") == "eval"]
     if evals:
         last = evals[-1]
@@ -179,28 +153,17 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def pick_pairs(n_items: int, n_pairs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed (seeded) endpoint indices, so reports of different runs on the same data show the same pairs."""
-    g = torch.Generator().manual_seed(seed)
-    if n_items >= 2 * n_pairs:
-        idx = torch.randperm(n_items, generator=g)[: 2 * n_pairs]
-    else:
-        idx = torch.randint(n_items, (2 * n_pairs,), generator=g)
-    return idx[:n_pairs], idx[n_pairs:]
-
-
 @torch.no_grad()
 def model_pictures(method, test, device: torch.device, n_recon: int = 8, n_pairs: int = 6,
                    steps: int = 16) -> tuple[list[Picture], list[dict]]:
     """Reconstructions, an interpolation grid and the explorer's frames, decoded now from the model."""
-    from nonvae.pipeline import interpolate
+    from nonvae.latent import interpolate, pick_pairs, reconstruct
     from nonvae.viz import image_grid
 
     pictures: list[Picture] = []
     n = min(n_recon, len(test))
     batch = _to_device(test.batch(torch.arange(n)), device)
-    dom = batch.get("domain")
-    recon = method.decode(method.encode(batch["x"], dom)).float().clamp(-1, 1)
+    recon = reconstruct(method, batch["x"], batch.get("domain"))
     pictures.append(grid_picture(torch.stack([batch["x"].float(), recon]).cpu(), "Reconstructions",
                                  f"top: the first {n} test images; bottom: their reconstructions"))
 
@@ -226,8 +189,9 @@ def model_pictures(method, test, device: torch.device, n_recon: int = 8, n_pairs
 @torch.no_grad()
 def disentangle_pictures(method, test, device: torch.device, n: int = 6) -> list[Picture]:
     """Remove / add / transfer the attribute with a split backbone (domain A = 1 has the attribute)."""
-    ae = method.autoencoder
-    if not hasattr(ae, "encode_parts") or "domain" not in test.extras:
+    from nonvae.latent import backbone_of, decode_parts, split_codes
+
+    if not hasattr(backbone_of(method), "encode_parts") or "domain" not in test.extras:
         return []
     domain = test.extras["domain"].float().reshape(-1)
     idx_a = torch.nonzero(domain > 0.5).flatten()
@@ -237,12 +201,12 @@ def disentangle_pictures(method, test, device: torch.device, n: int = 6) -> list
         return []
     a = _to_device(test.batch(idx_a[:n]), device)
     b = _to_device(test.batch(idx_b[:n]), device)
-    ca, aa = ae.encode_parts(a["x"], a["domain"])
-    cb, _ = ae.encode_parts(b["x"], b["domain"])
+    ca, aa = split_codes(method, a["x"], a["domain"])
+    cb, _ = split_codes(method, b["x"], b["domain"])
     donor = torch.roll(torch.arange(n, device=aa.device), 1) if n > 1 else torch.arange(n, device=aa.device)
 
     def dec(content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
-        return ae.decode(ae.combine(content, attribute)).float().clamp(-1, 1)
+        return decode_parts(method, content, attribute)
 
     xa, xb = a["x"].float(), b["x"].float()
     removed = dec(ca, torch.zeros_like(aa))
@@ -261,17 +225,14 @@ def disentangle_pictures(method, test, device: torch.device, n: int = 6) -> list
 @torch.no_grad()
 def latent_pictures(method, test, device: torch.device, limit: int = 2000, batch_size: int = 256) -> list[Picture]:
     """The latent scatter for 2-D codes (e.g. LTAE), coloured by class when the data has labels."""
+    from nonvae.latent import backbone_of, encode_all
     from nonvae.viz import scatter_latents
 
-    numel = math.prod(getattr(method.autoencoder, "latent_shape", (0,)))
+    numel = math.prod(getattr(backbone_of(method), "latent_shape", (0,)))
     if numel != 2:
         return []
     n = min(limit, len(test))
-    codes = []
-    for start in range(0, n, batch_size):
-        batch = _to_device(test.batch(torch.arange(start, min(start + batch_size, n))), device)
-        codes.append(method.encode(batch["x"], batch.get("domain")).flatten(1).float().cpu())
-    z = torch.cat(codes).numpy()
+    z, _ = encode_all(method, test, device, batch_size, recon=False, limit=n)
     labels = None if test.labels is None else test.labels[:n].numpy()
     title = f"2-D latent codes of {n} test images" + (" by class" if labels is not None else "")
     return [_figure_picture(lambda p: scatter_latents(z, labels, p, title=title, xlabel="z[0] (code units)",
@@ -282,16 +243,16 @@ def latent_pictures(method, test, device: torch.device, limit: int = 2000, batch
 def sample_file_pictures(run_dir: Path) -> list[Picture]:
     """The latest training-time sample grids (used when the model cannot be rebuilt)."""
     out = []
-    samples = run_dir / "samples"
-    for prefix, title in (("recon_", "Reconstructions"), ("interp_", "Interpolations")):
-        files = sorted(samples.glob(f"{prefix}*.png")) if samples.is_dir() else []
-        if files:
+    run = RunDir(run_dir)
+    for kind, title in (("recon", "Reconstructions"), ("interp", "Interpolations")):
+        file = run.latest_grid(kind)
+        if file is not None:
             from PIL import Image
 
-            with Image.open(files[-1]) as img:
+            with Image.open(file) as img:
                 width = img.width
-            out.append(Picture(f"{title} (from training)", file_data_uri(files[-1]),
-                               f"samples/{files[-1].name}, written during training", width))
+            out.append(Picture(f"{title} (from training)", file_data_uri(file),
+                               f"{file.relative_to(run.path)}, written during training", width))
     return out
 
 
@@ -338,6 +299,7 @@ class RunPage:
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_source: str = ""
     records: list[dict] = field(default_factory=list)
+    meta: dict[str, dict] = field(default_factory=dict)  # eval.json's _meta: what each metric key means
     pictures: list[Picture] = field(default_factory=list)
     explorer: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -375,14 +337,13 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
     device = torch.device(device)
     cfg = config_of(path)  # raises CheckpointError for a folder that is neither a run nor an export
     records = read_records(path)
-    from nonvae.checkpoint import weights_file
-
-    is_export = not (path / "checkpoints").exists() and weights_file(path, "autoencoder").is_file()
+    is_export = RunDir(path).is_export
     page = RunPage(path=path, name=name, kind="export" if is_export else "run", records=records)
-    config_file = path / "config.yaml"
+    config_file = RunDir(path).config
     page.config_text = (config_file.read_text(encoding="utf-8") if config_file.is_file()
                         else yaml.safe_dump(to_dict(cfg), sort_keys=False))
     page.metrics, page.metrics_source = read_metrics(path, records)
+    page.meta = read_meta(path)
     regs = [k for k, v in cfg.regularizers.items() if v is not None]
     trained = _trained_steps(path)
     page.summary = {
@@ -438,205 +399,6 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-# --------------------------------------------------------------------------- HTML
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;
- padding:1em 1.5em;color:#1d1d1f;background:#fafafa;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-h3{margin:1.2em 0 .4em} .muted{color:#666;font-size:.9em}
-table{border-collapse:collapse;margin:.5em 0;background:#fff;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #ddd;padding:.3em .7em;text-align:right} th{background:#f0f0f0}
-td.key,th.key{text-align:left;font-family:ui-monospace,monospace} td.dir{text-align:center;color:#666}
-td.best{background:#d9f2d9;font-weight:bold} td.best::after{content:" \\2605";color:#2a7a2a}
-table.summary td{text-align:left}
-figure{margin:.6em 0 1.2em;display:inline-block;vertical-align:top;max-width:100%}
-figure img{max-width:100%;height:auto;border:1px solid #ccc;background:#fff}
-img.px{image-rendering:pixelated;image-rendering:crisp-edges}
-figcaption{font-size:.85em;color:#555;max-width:60em}
-details{background:#fff;border:1px solid #ddd;padding:.4em .8em;margin:.5em 0}
-summary{cursor:pointer;font-weight:600} pre{overflow-x:auto;font-size:.85em}
-.note{background:#fff6dd;border-left:4px solid #e0b000;padding:.4em .8em}
-.explorer{background:#fff;border:1px solid #ddd;padding:.6em 1em;margin:.6em 0}
-.explorer .controls{display:flex;gap:1.5em;align-items:center;flex-wrap:wrap}
-.explorer .frames{display:flex;gap:1em;align-items:flex-end;margin-top:.6em}
-.explorer .frames figure{margin:0;text-align:center} .explorer input[type=range]{width:22em}
-.run{margin-top:2.5em}
-"""
-
-_JS = """
-(function () {
-  document.querySelectorAll('.explorer').forEach(function (ex) {
-    var data = JSON.parse(ex.querySelector('script.explorer-data').textContent);
-    var sel = ex.querySelector('select'), rng = ex.querySelector('input[type=range]');
-    var frame = ex.querySelector('img.frame'), a = ex.querySelector('img.end-a');
-    var b = ex.querySelector('img.end-b'), out = ex.querySelector('output');
-    function show() {
-      var p = data.pairs[+sel.value], k = Math.min(+rng.value, p.frames.length - 1);
-      rng.max = p.frames.length - 1;
-      frame.src = p.frames[k]; a.src = p.a; b.src = p.b;
-      frame.dataset.frame = k;
-      out.textContent = '\\u03b1 = ' + (k / (p.frames.length - 1)).toFixed(2) + '  (frame ' + (k + 1) +
-        ' of ' + p.frames.length + ')';
-    }
-    sel.addEventListener('change', show);
-    rng.addEventListener('input', show);
-    show();
-  });
-})();
-"""
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _picture_html(p: Picture) -> str:
-    width = f' width="{p.width}"' if p.width else ""
-    cls = ' class="px"' if p.pixelated else ""
-    cap = f"<figcaption><b>{_e(p.title)}</b>" + (f" — {_e(p.caption)}" if p.caption else "") + "</figcaption>"
-    return f'<figure><img{cls}{width} alt="{_e(p.title)}" src="{p.uri}">{cap}</figure>'
-
-
-def metrics_table_html(pages: Sequence[RunPage]) -> str:
-    """Metric per row, run per column; the best value of each comparable row is marked."""
-    keys: list[str] = []
-    for page in pages:
-        keys += [k for k in page.metrics if k not in keys]
-    if not keys:
-        return '<p class="muted">No evaluation metrics yet: run <code>nonvae eval RUN_DIR</code>.</p>'
-    head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
-    rows = []
-    for key in sorted(keys):
-        direction = metric_direction(key)
-        best = best_of({p.name: p.metrics.get(key) for p in pages}, direction)
-        arrow = {"lower": "↓ lower is better", "higher": "↑ higher is better"}.get(direction or "", "")
-        cells = []
-        for p in pages:
-            v = p.metrics.get(key)
-            cls = ' class="best" title="best"' if p.name in best else ""
-            cells.append(f"<td{cls}>{_fmt(v)}</td>")
-        rows.append(f'<tr><td class="key">{_e(key)}</td><td class="dir">{arrow}</td>{"".join(cells)}</tr>')
-    return (f'<table id="metrics" class="metrics"><thead><tr><th class="key">metric</th><th></th>{head}</tr>'
-            f'</thead><tbody>{"".join(rows)}</tbody></table>')
-
-
-def summary_table_html(pages: Sequence[RunPage]) -> str:
-    fields: list[str] = []
-    for p in pages:
-        fields += [k for k in p.summary if k not in fields]
-    head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
-    rows = "".join(
-        f'<tr><td class="key">{_e(f)}</td>' + "".join(f"<td>{_e(p.summary.get(f, '–'))}</td>" for p in pages)
-        + "</tr>" for f in fields)
-    return f'<table class="summary"><thead><tr><th class="key"></th>{head}</tr></thead><tbody>{rows}</tbody></table>'
-
-
-def explorer_html(page: RunPage, index: int) -> str:
-    """A pair picker and an alpha slider over precomputed decoded frames (no server, a few lines of JS)."""
-    if not page.explorer:
-        return ""
-    first = page.explorer[0]
-    size = int(first.get("size", 32))
-    scale = max(1, 160 // max(size, 1))
-    disp = size * scale
-    options = "".join(f'<option value="{i}">{_e(p["label"])}</option>' for i, p in enumerate(page.explorer))
-    payload = json.dumps({"pairs": page.explorer}).replace("</", "<\\/")
-    last = len(first["frames"]) - 1
-
-    def img(cls: str, src: str, alt: str) -> str:
-        return f'<img class="px {cls}" width="{disp}" height="{disp}" alt="{alt}" src="{src}">'
-
-    return f"""<div class="explorer" id="explorer-{index}">
-<div class="controls"><label>pair <select aria-label="interpolation pair">{options}</select></label>
-<label>&alpha; <input type="range" min="0" max="{last}" step="1" value="0" aria-label="alpha"></label>
-<output>&alpha; = 0.00</output></div>
-<div class="frames"><figure>{img("end-a", first["a"], "endpoint A")}<figcaption>A (input)</figcaption></figure>
-<figure>{img("frame", first["frames"][0], "decoded interpolation")}<figcaption>decoded at &alpha;</figcaption>
-</figure><figure>{img("end-b", first["b"], "endpoint B")}<figcaption>B (input)</figcaption></figure></div>
-<script type="application/json" class="explorer-data">{payload}</script></div>"""
-
-
-def markdown_html(md: str) -> str:
-    """The small Markdown subset benchmark tables use: headings, pipe tables, paragraphs, `code`."""
-
-    def inline(text: str) -> str:
-        t = _e(text)
-        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
-
-    out, para, table = [], [], []
-
-    def flush() -> None:
-        if para:
-            out.append(f"<p>{inline(' '.join(para))}</p>")
-            para.clear()
-        if table:
-            cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in table]
-            body = [r for r in cells if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]
-            if body:
-                head = "".join(f"<th>{inline(c)}</th>" for c in body[0])
-                rows = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body[1:])
-                out.append(f'<table class="md"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
-            table.clear()
-
-    for line in md.splitlines():
-        s = line.strip()
-        if s.startswith("|"):
-            if para:
-                out.append(f"<p>{inline(' '.join(para))}</p>")
-                para.clear()
-            table.append(s)
-        elif not s:
-            flush()
-        elif s.startswith("#"):
-            flush()
-            level = min(6, len(s) - len(s.lstrip("#")) + 2)
-            out.append(f"<h{level}>{inline(s.lstrip('#').strip())}</h{level}>")
-        else:
-            if table:
-                flush()
-            para.append(s)
-    flush()
-    return "\n".join(out)
-
-
-def render_html(pages: Sequence[RunPage], curves: Sequence[Picture], title: str, table_md: str | None = None) -> str:
-    """The whole page as one string."""
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">Written {now} by <code>nonvae report</code> for {len(pages)} '
-        f'{"run" if len(pages) == 1 else "runs"}: {", ".join(_e(p.name) for p in pages)}.</p>',
-    ]
-    if table_md:
-        parts += ['<h2>Benchmark</h2>', f'<div class="benchmark">{markdown_html(table_md)}</div>']
-    parts += ["<h2>Runs</h2>", summary_table_html(pages), "<h2>Metrics</h2>",
-              '<p class="muted">Best value per row marked ★ (where the row has a direction and at least two '
-              "runs report different values).</p>", metrics_table_html(pages), "<h2>Training curves</h2>"]
-    if curves:
-        parts += [_picture_html(p) for p in curves]
-    else:
-        parts.append('<p class="muted">No training metrics (metrics.jsonl) in these folders; exported models '
-                     "keep only their weights and evaluation.</p>")
-    for i, page in enumerate(pages):
-        parts.append(f'<section class="run" id="run-{i}"><h2>{_e(page.name)} <span class="muted">'
-                     f'({_e(page.summary.get("method", ""))} on {_e(page.summary.get("data", ""))})</span></h2>')
-        parts += [f'<p class="note">{_e(n)}</p>' for n in page.notes]
-        parts.append(f"<details><summary>Resolved config ({_e(page.path / 'config.yaml')})</summary>"
-                     f"<pre>{_e(page.config_text)}</pre></details>")
-        parts += [_picture_html(p) for p in page.pictures]
-        if page.explorer:
-            parts.append("<h3>Interpolation explorer</h3><p class=\"muted\">Pick a pair and drag the slider: "
-                         "each position shows the decoded code (1−α)·z_A + α·z_B.</p>")
-            parts.append(explorer_html(page, i))
-        parts.append("</section>")
-    parts += [f"<script>{_JS}</script>", "</body></html>"]
-    return "\n".join(parts) + "\n"
-
-
 # --------------------------------------------------------------------------- entry points
 def write_report(run_dirs: Sequence[PathLike], out: PathLike, title: str | None = None,
                  device: torch.device | str = "cpu", table_md: str | None = None,
@@ -688,7 +450,7 @@ def default_report_path(first: PathLike) -> Path:
     from nonvae.resources import PRETRAINED, model_path
 
     folder = model_path(first)
-    return Path("report.html") if PRETRAINED in folder.resolve().parents else folder / "report.html"
+    return Path(RunDir.report.name) if PRETRAINED in folder.resolve().parents else RunDir(folder).report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -706,8 +468,8 @@ def add_parser(subparsers: Any) -> None:
     """Register ``nonvae report`` (cli.py imports this module when it is present)."""
     r = subparsers.add_parser("report", help="one self-contained HTML report for runs and exported models")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or exported model folders")
-    r.add_argument("--out", default=None, help="HTML file to write (default: FIRST_RUN_DIR/report.html; "
-                                                "./report.html for shipped models)")
+    r.add_argument("--out", default=None, help=f"HTML file to write (default: FIRST_RUN_DIR/{RunDir.report.name}; "
+                                                f"./{RunDir.report.name} for shipped models)")
     r.add_argument("--title", help="page title")
     r.add_argument("--table", metavar="MD", help="a Markdown file (e.g. a benchmark table) to show on top")
     r.add_argument("--pairs", type=int, default=6, help="interpolation pairs (default 6)")
@@ -716,4 +478,4 @@ def add_parser(subparsers: Any) -> None:
     r.set_defaults(func=cmd_report)
 
 
-__all__ = ["add_parser", "metric_direction", "write_comparison", "write_report"]
+__all__ = ["add_parser", "write_comparison", "write_report"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nonvae.errors import CheckpointError, ConfigError, did_you_mean
+from nonvae.rundir import RunDir
 
 PACKAGE = Path(__file__).resolve().parent
 CONFIGS = PACKAGE / "configs"
@@ -40,7 +41,8 @@ def pretrained_names() -> list[str]:
 
 
 def _is_model(folder: Path) -> bool:
-    return (folder / "config.yaml").is_file() or (folder / "config.json").is_file()
+    run = RunDir(folder)
+    return run.config.is_file() or run.config_json.is_file()
 
 
 def _after(path: Path, folder: str) -> str | None:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from nonvae.errors import CheckpointError
+from nonvae.rundir import RunDir
 
-SAMPLER_FILE = "sampler.safetensors"
+SAMPLER_FILE = RunDir.sampler.name
 COMPONENTS = 10
 FIT_LIMIT = 10000  # training codes the mixture is fitted to
 FULL_COVARIANCE_MAX_DIM = 512  # larger codes get diagonal covariances (a full one would not fit well)

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from nonvae.checkpoint import find_latest, load_checkpoint, read_state, save_che
 from nonvae.config import Config, dump_config, from_dict, read_yaml, to_dict
 from nonvae.data import DataBundle, build_data
 from nonvae.errors import ConfigError, NonvaeError, TrainingError
+from nonvae.hooks import Hook, default_hooks
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
+from nonvae.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +175,15 @@ def check_writable(run_dir: Path) -> None:
 class MetricsLog:
     """RUN_DIR/metrics.jsonl (+ TensorBoard when available); rank 0 only."""
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, run: RunDir, enabled: bool, tensorboard: bool) -> None:
+        self.path = run.metrics
         self.enabled = enabled
         self.tb = None
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+                self.tb = SummaryWriter(str(run.tensorboard))
             except Exception as exc:  # tensorboard missing or broken: keep training, say so
                 hint = " (pip install 'nonvae[tensorboard]')" if isinstance(exc, ImportError) else ""
                 log.warning("warning: TensorBoard logging disabled (%s)%s", exc, hint)
@@ -222,9 +225,12 @@ class MetricsLog:
 class Trainer:
     """Build everything for one run directory and train it."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, data: DataBundle | None = None) -> None:
+    def __init__(self, cfg: Config, run_dir: str | Path, data: DataBundle | None = None,
+                 hooks: Sequence[Hook] | None = None) -> None:
         self.cfg = cfg
+        self.hooks = list(default_hooks() if hooks is None else hooks)
         self.run_dir = Path(run_dir)
+        self.run = RunDir(self.run_dir)
         self.dist = Dist()
         self.device = pick_device(cfg.train.device, self.dist)
         if cfg.train.threads:
@@ -247,7 +253,7 @@ class Trainer:
         self.optimizers = self.method.build_optimizers()
         self.callers = self._wrap_players()
         self.step = 0
-        self.log = MetricsLog(self.run_dir, self.dist.is_main, cfg.train.tensorboard)
+        self.log = MetricsLog(self.run, self.dist.is_main, cfg.train.tensorboard)
         self._stop_signal: int | None = None
 
     # -- players and DDP --------------------------------------------------------------------
@@ -300,7 +306,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     @property
     def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run.checkpoints
 
     def save(self) -> Path | None:
         """Checkpoint this step; a write failure (disk full...) leaves ``latest`` on the previous one.
@@ -385,7 +391,7 @@ class Trainer:
     def write_config(self) -> None:
         if not self.dist.is_main:
             return
-        path = self.run_dir / "config.yaml"
+        path = self.run.config
         if path.exists():
             try:
                 old = to_dict(from_dict(Config, read_yaml(path)))  # normalised: older files carry more keys
@@ -416,12 +422,11 @@ class Trainer:
         batches = Batches(self.data.train, t.batch_size, self.dist.rank, self.dist.world, self.device,
                           t.channels_last, t.steps)
         old_handlers = {}
-        if self.dist.is_main or True:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    old_handlers[sig] = signal.signal(sig, self._on_signal)
-                except ValueError:  # not the main thread
-                    pass
+        for sig in (signal.SIGINT, signal.SIGTERM):  # on every rank: all stop at the same step
+            try:
+                old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
         bar = None
         if t.progress and self.dist.is_main:
             from tqdm.auto import tqdm
@@ -465,9 +470,9 @@ class Trainer:
                     if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                         self.save()
                     if self.step % t.sample_every == 0 or self.step == t.steps:
-                        self.samples()
+                        self.emit("sample")
                     if self.step % t.eval_every == 0 and self.step < t.steps:
-                        self.periodic_eval()
+                        self.emit("eval")
         except OSError as exc:  # disk full / I/O error writing metrics or samples: one clear line
             raise TrainingError(
                 f"{exc.filename or self.run_dir}: {exc.strerror or exc}; {self._last_good()}. "
@@ -480,7 +485,7 @@ class Trainer:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             self.log.close()
-        self.write_report()
+        self.emit("end")
         self.dist.barrier()
         return last_logs
 
@@ -494,46 +499,13 @@ class Trainer:
             f"{name}: saved step {self.step} to {self.ckpt_dir / 'latest'}; run the same command again to resume"
         )
 
-    # -- pictures and evaluation --------------------------------------------------------------
-    @torch.no_grad()
-    def samples(self) -> None:
+    # -- hooks: pictures, evaluation, report --------------------------------------------------
+    def emit(self, event: str) -> None:
+        """Call every hook with ``event`` ('sample', 'eval', 'end'; see nonvae.hooks), on rank 0 only."""
         if not self.dist.is_main:
             return
-        from nonvae.pictures import sample_grids
-
-        self.method.eval()
-        try:
-            grids = sample_grids(self.method, self.data.test, self.run_dir / "samples", self.step, self.device)
-            for tag, grid in grids.items():
-                self.log.image(tag, grid, self.step)
-        finally:
-            self.method.train()
-
-    @torch.no_grad()
-    def periodic_eval(self) -> None:
-        if not self.dist.is_main:
-            return
-        from nonvae.evaluate.run import evaluate
-
-        self.method.eval()
-        try:
-            metrics = evaluate(self.method, self.data, self.cfg, self.device, quick=True)
-            self.log.write(self.step, metrics, kind="eval")
-        finally:
-            self.method.train()
-        self.write_report()
-
-    def write_report(self) -> None:
-        """Refresh RUN_DIR/report.html (rank 0, ``train.report``); a failing report only warns."""
-        if not self.dist.is_main or not self.cfg.train.report:
-            return
-        out = self.run_dir / "report.html"
-        try:
-            from nonvae.report import write_report
-
-            write_report([self.run_dir], out, device=self.device, preloaded={self.run_dir: (self.method, self.data)})
-        except Exception as exc:  # noqa: BLE001 - a report is never worth a failed run
-            log.warning("warning: could not write %s: %s: %s", out, type(exc).__name__, exc)
+        for hook in self.hooks:
+            hook(self, event)
 
 
 def _diff_keys(old, new, prefix: str = "") -> set[str]:

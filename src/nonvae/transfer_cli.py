@@ -56,6 +56,7 @@ def _expand(items: list[str]) -> list[tuple[str, str]]:
 
 def _pick(items: list[tuple[str, str]] | None, pool: torch.Tensor, n: int, g: torch.Generator, cfg, what: str):
     """Images for --content/--attribute: indices into ``pool`` (one domain's test images) or files."""
+    from nonvae.data.base import to_float
     from nonvae.data.folders import decode_image
 
     if not items:
@@ -73,34 +74,23 @@ def _pick(items: list[tuple[str, str]] | None, pool: torch.Tensor, n: int, g: to
                 array = decode_image(item, cfg.data.image_size, getattr(cfg.data, "crop", None), cfg.data.channels)
             except DataError as exc:
                 raise DataError(f"{exc} ({origin})" if origin else str(exc)) from None
-            out.append(torch.tensor(array, dtype=torch.float32).div(127.5).sub(1))
+            out.append(to_float(torch.tensor(array)))
     return torch.stack(out)
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., C, H, W) in [-1, 1] -> (..., H, W, C) uint8."""
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()
 
 
 def save_grid_png(cells: list[list[torch.Tensor | None]], path: Path, scale: int = 1) -> None:
     """A grid of (C, H, W) images in [-1, 1] (None = grey), PAD pixels apart, upscaled ``scale`` times
     with nearest neighbour (small images stay crisp)."""
-    from PIL import Image
+    from nonvae.viz import save_grid
 
     first = next(c for row in cells for c in row if c is not None)
-    ch, h, w = first.shape
-    rows, cols = len(cells), max(len(r) for r in cells)
-    canvas = np.full((rows * (h + PAD) + PAD, cols * (w + PAD) + PAD, ch), 255, dtype=np.uint8)
+    cols = max(len(r) for r in cells)
+    grid = torch.full((len(cells), cols, *first.shape), BLANK * 2 - 1)
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
-            y, x = PAD + r * (h + PAD), PAD + c * (w + PAD)
-            canvas[y: y + h, x: x + w] = int(BLANK * 255) if cell is None else _to_uint8(cell)
-    if scale > 1:
-        canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
-    image = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+            if cell is not None:
+                grid[r, c] = cell
+    save_grid(grid, path, scale=scale, pad=PAD)
 
 
 def _grid_cells(content: torch.Tensor, donors: torch.Tensor, images: dict) -> list[list]:
@@ -113,14 +103,8 @@ def _grid_cells(content: torch.Tensor, donors: torch.Tensor, images: dict) -> li
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from nonvae.data.domains import domain_test_set
-    from nonvae.pipeline import (
-        config_of,
-        interpolate_attribute,
-        load,
-        remove_attribute,
-        test_set_or_samples,
-        transfer,
-    )
+    from nonvae.latent import interpolate_attribute, reconstruct, remove_attribute, transfer
+    from nonvae.pipeline import config_of, load, test_set_or_samples
 
     if args.n <= 0:
         raise ConfigError("--n must be > 0")
@@ -157,7 +141,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if args.mode == "remove":  # default: domain-A images, the ones that have the attribute
         content = _pick(content_items, pool_a, args.n, g, cfg, "content").to(device)
         removed = remove_attribute(method, content)
-        recon = method.decode(method.encode(content, torch.ones(len(content), device=device))).clamp(-1, 1)
+        recon = reconstruct(method, content, torch.ones(len(content), device=device))
         images = {"content": content, "recon": recon, "removed": removed}
         cells = [list(images["content"]), list(images["recon"]), list(images["removed"])]
         what = "rows: input, reconstruction, attribute removed"

@@ -31,6 +31,7 @@ import torch
 from nonvae.config import Config
 from nonvae.data import DataBundle
 from nonvae.data.base import ImageSet
+from nonvae.latent import backbone_of, decode_parts, split_backbone, split_codes
 
 QUICK_TEST = 512
 QUICK_FIT = 1000
@@ -71,15 +72,14 @@ class _Pass:
 def _encode_pass(method, ds: ImageSet, index: torch.Tensor, device: torch.device, batch_size: int,
                  ground_truth: bool, decodes: bool = True) -> _Pass:
     """Codes and reconstruction errors; with ``decodes`` also the removal / clean renderings."""
-    ae = method.autoencoder
     out = _Pass()
     for start in range(0, len(index), batch_size):
         batch = ds.batch(index[start: start + batch_size])
         x = batch["x"].to(device)
         domain = batch["domain"].to(device).float()
-        content, attribute = ae.encode_parts(x, None)
+        content, attribute = split_codes(method, x)
         d = domain.view(-1, *([1] * (attribute.ndim - 1))).to(attribute.dtype)
-        recon = ae.decode(ae.combine(content, attribute * d)).float()
+        recon = decode_parts(method, content, attribute * d, clamp=False)
         out.add(content=content.flatten(1), attribute=attribute.flatten(1), domain=domain,
                 recon_mse=_mse(recon, x))
         if "y" in batch:
@@ -89,10 +89,10 @@ def _encode_pass(method, ds: ImageSet, index: torch.Tensor, device: torch.device
             out.add(factors=batch["factors"], clean=clean.flatten(1))
         if ground_truth and decodes:
             zeros = torch.zeros_like(attribute)
-            removed = ae.decode(ae.combine(content, zeros)).float()
-            clean_content, _ = ae.encode_parts(clean, None)
-            clean_render = ae.decode(ae.combine(clean_content, zeros)).float()
-            full = ae.decode(ae.combine(content, attribute)).float()
+            removed = decode_parts(method, content, zeros, clamp=False)
+            clean_content, _ = split_codes(method, clean)
+            clean_render = decode_parts(method, clean_content, zeros, clamp=False)
+            full = decode_parts(method, content, attribute, clamp=False)
             out.add(removal_mse=_mse(removed, clean), overlay_mse=_mse(x, clean),
                     clean_recon_mse=_mse(clean_render, clean), residual_num=_mse(removed, clean_render),
                     residual_den=_mse(full, clean_render), removed=removed.clamp(-1, 1).flatten(1))
@@ -119,7 +119,7 @@ def _pixel_classifier(images: np.ndarray, labels: np.ndarray):
 def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: torch.device,
                batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode G(E1(b), E2(a)) for every test B image b with an A donor a; (decoded, target, b position)."""
-    ae = method.autoencoder
+    ae = split_backbone(method)
     domain = test.get("domain")
     pos_a, pos_b = torch.nonzero(domain > 0.5).view(-1), torch.nonzero(domain <= 0.5).view(-1)
     donors = pos_a[torch.arange(len(pos_b)) % len(pos_a)]
@@ -130,8 +130,8 @@ def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: t
     decoded, targets = [], []
     for start in range(0, len(pos_b), batch_size):
         pb, pa = pos_b[start: start + batch_size], donors[start: start + batch_size]
-        code = ae.combine(content[pb].view(lat_c).to(device), attribute[pa].view(lat_a).to(device))
-        decoded.append(ae.decode(code).float().clamp(-1, 1).cpu())
+        decoded.append(decode_parts(ae, content[pb].view(lat_c).to(device), attribute[pa].view(lat_a).to(device))
+                       .cpu())
         b = ds.batch(index[pb])
         a = ds.batch(index[pa])
         targets.append((b["clean"] + (a["x"] - a["clean"])).view(shape))
@@ -144,7 +144,7 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
     from nonvae.evaluate.probe import linear_probe, linear_regression_r2, mlp_probe
 
     device = torch.device(device)
-    if not hasattr(method.autoencoder, "encode_parts"):
+    if not hasattr(backbone_of(method), "encode_parts"):
         return {}
     test_set, fit_set = data.test, data.train_set if data.train_set is not None else data.test
     ground_truth = "clean" in test_set.extras and "factors" in test_set.extras
