@@ -187,6 +187,7 @@ def test_configs_build(name):
     assert ("acai" in method.regularizers) == ("acai" in name)
 
 
+@pytest.mark.slow
 def test_augment_finetune_starts_from_a_trained_run(tmp_path, tiny_digits, caplog):
     base = tiny_digits(**{"train.steps": 2})
     train(base, tmp_path / "base")

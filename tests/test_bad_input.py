@@ -223,6 +223,7 @@ def test_debug_reraises(tmp_path: Path) -> None:
         main(["--debug", "eval", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_debug_prints_a_traceback(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "nonvae", "--debug", "train", str(tmp_path / "missing.yaml")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from .conftest import REPO, tiny_overrides
 
 sys.path.insert(0, f"{REPO}/benchmarks")
 
 
+@pytest.mark.slow
 def test_disentangle_benchmark_sweep_and_ablation(tmp_path, capsys):
     import disentangle
 

@@ -21,6 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from nonvae.train import Trainer, train
 
+pytestmark = pytest.mark.slow  # each test starts processes and a process group
+
 WORLD = 2
 REPO = Path(__file__).resolve().parents[1]
 

@@ -103,6 +103,7 @@ def wait_for_start(proc: subprocess.Popen, config: Path, old_inode: int | None, 
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, reference: dict[str, torch.Tensor]) -> None:
     run_dir, rng = tmp_path / "run", random.Random(20240611)
     config = run_dir / "config.yaml"
@@ -134,6 +135,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, reference: dict
     assert len([n for n in left if n != "latest"]) == 2  # keep_checkpoints
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_resumes(tmp_path: Path, reference: dict) -> None:
     run_dir = tmp_path / "run"
     cmd = command(run_dir, "train.checkpoint_every=1000")  # only the final step is scheduled

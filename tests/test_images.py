@@ -151,6 +151,7 @@ def _readme_block() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_readme_own_images_commands_run_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -217,6 +217,7 @@ def test_smoothness_scores_by_hand() -> None:
     assert np.isnan(scores[3])
 
 
+@pytest.mark.slow
 def test_ideal_interpolation_scores_zero() -> None:
     _, _, a_a, a_b = lines_test_pairs(256, seed=1234)
     arc = torch.remainder(a_b.double() - a_a.double() + math.pi, 2 * math.pi) - math.pi
@@ -228,6 +229,7 @@ def test_ideal_interpolation_scores_zero() -> None:
     assert not _fade_like(metrics)
 
 
+@pytest.mark.slow
 def test_pixel_cross_fade_scores_like_the_paper_says() -> None:
     x_a, x_b, _, _ = lines_test_pairs(256, seed=1234)
     metrics = mean_distance_and_smoothness(_cross_fade(x_a, x_b))

@@ -273,6 +273,7 @@ def _browser(binary: str, profile: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_report_in_headless_chromium(report, tmp_path):
     binary = _chromium()
     if binary is None:

@@ -75,6 +75,7 @@ def test_unwritable_run_dir_fails_before_training(tmp_path, tiny_lines):
         Trainer(tiny_lines(**{"train.steps": 1}), blocker / "run")
 
 
+@pytest.mark.slow
 def test_acai_critic_learns_alpha():
     """The critic regresses alpha from pixel mixes better than the best constant guess.
 
