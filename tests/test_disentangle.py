@@ -13,6 +13,7 @@ from nonvae.autoencoders import SplitAutoencoder
 from nonvae.cli import main
 from nonvae.config import ModelConfig, load_config
 from nonvae.evaluate.run import evaluate
+from nonvae.evaluate.transfer import attribute_gain
 from nonvae.latent import add_code, remove_code
 from nonvae.methods import build_method
 from nonvae.regularizers.base import StepView
@@ -21,7 +22,7 @@ from nonvae.train import train
 from .conftest import REPO, tiny_overrides
 
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
-                 "content_acc",
+                 "content_acc", "attribute_gain",
                  "class_kept", "removal_residual")
 
 
@@ -61,6 +62,75 @@ def test_shipped_configs():
         assert cfg.data.name == "attributes" and cfg.model.arch == "acai" and cfg.regularizers.domain is not None
     assert load_config(f"{REPO}/configs/attributes/disentangle_acai.yaml").regularizers.acai is not None
     assert load_config(f"{REPO}/configs/attributes/disentangle_augment.yaml").regularizers.augment is not None
+
+
+def test_attribute_gain_on_known_changes():
+    """gain = sum <d, e> / sum <e, e>: a transfer adding c times the attribute scores c."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(10, 1, 8, 8, generator=g) * 2 - 1
+    e = torch.zeros(10, 1, 8, 8)
+    e[:, :, 2:4, 1:7] = torch.rand(10, 1, 1, 1, generator=g) * 0.7  # a band of varying intensity
+    assert attribute_gain(base + e, base, e) == pytest.approx(1.0)
+    assert attribute_gain(base + 0.25 * e, base, e) == pytest.approx(0.25)
+    assert attribute_gain(base, base, e) == pytest.approx(0.0)
+    assert attribute_gain(base + 1.5 * e, base, e) == pytest.approx(1.5)  # it can exceed 1
+    # a change elsewhere (the donor's silhouette outside the band) neither adds nor removes attribute
+    other = torch.zeros_like(e)
+    other[:, :, 5:8] = 0.9
+    assert attribute_gain(base + 0.5 * e + other, base, e) == pytest.approx(0.5)
+    # half the pairs get the attribute, half nothing: the gain is the share of the attribute's energy added
+    half = base + torch.cat([e[:5], torch.zeros_like(e[5:])])
+    assert attribute_gain(half, base, e) == pytest.approx(float(e[:5].pow(2).sum() / e.pow(2).sum()))
+    assert np.isnan(attribute_gain(base, base, torch.zeros_like(e)))
+
+
+def test_global_attribute_code():
+    """attribute_code=global: E2 carries attribute_dim numbers per image, zero vector = zero map."""
+    cfg = ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                      attribute_code="global")
+    ae = SplitAutoencoder(cfg, (1, 16, 16))
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    content, attribute = ae.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
+    assert content.shape == (3, 4, 4, 4) and attribute.shape == (3, 2, 4, 4) and (attribute[1] == 0).all()
+    v = ae.attribute_encoder.vector(x)
+    assert v.shape == (3, 2)
+    # the grid code is a linear function of the vector: at most 2 degrees of freedom per image
+    w = ae.attribute_encoder.spread.weight  # (2 * 16, 2)
+    assert torch.allclose(attribute[0].flatten(), w @ v[0], atol=1e-5)
+    assert (ae.attribute_encoder.spread(torch.zeros(1, 2)) == 0).all()
+    press = SplitAutoencoder(ModelConfig(backbone="split", arch="press", width=4, latent_width=2, content_dim=6,
+                                         attribute_dim=3, norm="instance", out_activation="tanh",
+                                         attribute_code="global"), (1, 16, 16))
+    out = press(x, torch.ones(3))
+    assert out["z"].shape == (3, 9, 2, 2) and out["recon"].shape == x.shape
+
+
+def test_benaim_terms():
+    """zero_b pushes E2 of domain-B images to zero; cycle re-encodes translations G(E1(b), E2(a))."""
+    cfg = tiny_cfg(**{"regularizers.domain.zero_b": 2.0, "regularizers.domain.cycle": 3.0})
+    method = build_method(cfg, (1, 16, 16))
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 0, 1, 0, 0, 1])
+    opts = method.build_optimizers()
+    logs = method.train_step({"x": x, "domain": domain}, 0, opts)
+    assert logs["domain/zero_b"] > 0 and logs["domain/cycle"] > 0
+    # the same terms by hand, from the weights before the step
+    method = build_method(cfg, (1, 16, 16))
+    ae, reg = method.autoencoder, method.regularizers["domain"]
+    content, raw = ae.encode_parts(x)
+    ia, ib = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4])
+    assert torch.allclose(reg.loss(StepView({"x": x, "domain": domain}, x, ae(x, domain)))["domain/zero_b"],
+                          2.0 * raw[ib].pow(2).mean())
+    t = ae.decode(torch.cat([content[ib], raw[ia]], 1))
+    c_back, a_back = ae.encode_parts(t)
+    want = 3.0 * ((c_back - content[ib]).pow(2).mean() + (a_back - raw[ia]).pow(2).mean())
+    state: dict = {"domain": {}}
+    code = lambda z: reg.extra_codes(z, state["domain"], {"domain": domain})  # noqa: E731
+    code.reencode = True
+    out = ae(x, domain, code)
+    view = StepView({"x": x, "domain": domain}, x, {k: v for k, v in out.items() if not k.startswith("extra")},
+                    decoded={"domain": out["extra"]}, state=state, reencoded={"domain": out["extra_codes"]})
+    assert torch.allclose(reg.loss(view)["domain/cycle"], want, atol=1e-6)
 
 
 def tiny_cfg(**extra):

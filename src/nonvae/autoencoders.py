@@ -90,7 +90,8 @@ class Backbone(nn.Module):
         """Encode ``x``, decode its codes and ``extra_codes(z)`` in one pass.
 
         Returns 'z', 'recon' and 'extra' (decoded extra codes, or an empty tensor),
-        plus backbone-specific parts ('z_raw', 'content', 'attribute').
+        plus backbone-specific parts ('z_raw', 'content', 'attribute', 'attribute_raw'); when
+        ``extra_codes.reencode`` is true also 'extra_codes', the codes of the decoded extra codes.
         """
         out = self._encode(x, domain)
         z = out["z"]
@@ -101,6 +102,9 @@ class Backbone(nn.Module):
         decoded = self.decode(codes)
         out["recon"] = decoded[: len(z)]
         out["extra"] = decoded[len(z):]
+        if extra is not None and getattr(extra_codes, "reencode", False):
+            # codes of the decoded extra codes, unmasked (cycle terms), in this same forward
+            out["extra_codes"] = self._encode(out["extra"], None)["z"]
         return out
 
 
@@ -136,6 +140,28 @@ class PlainAutoencoder(Backbone):
         return self.decoder(z)
 
 
+class GlobalAttribute(nn.Module):
+    """E2 as a global vector: a grid encoder's output averaged over the grid, spread back by a linear map.
+
+    The grid code the decoder sees is W v (no bias), so it carries at most ``dim`` numbers per image
+    (the official E2 is about 5% of the code) and no per-position shape; a zero vector is a zero map.
+    """
+
+    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dim, self.grid = dim, grid
+        self.spread = nn.Linear(dim, dim * grid[0] * grid[1], bias=False)
+        nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
+
+    def vector(self, x: torch.Tensor) -> torch.Tensor:
+        """The attribute vector (N, dim)."""
+        return self.encoder(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spread(self.vector(x)).view(len(x), self.dim, *self.grid)
+
+
 class SplitAutoencoder(Backbone):
     """E1 (content) + E2 (attribute, zeroed for the domain without it) + one decoder.
 
@@ -166,14 +192,18 @@ class SplitAutoencoder(Backbone):
             self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
             self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
+        if cfg.attribute_code == "global":
+            self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:])
 
     def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):
         """(content, attribute) codes; the attribute is zero where ``domain`` is 0."""
-        content = self.content_encoder(x)
-        attribute = self.attribute_encoder(x)
+        content, attribute = self._parts(x)
         if domain is not None:
-            attribute = attribute * domain.to(attribute.dtype).view(-1, *([1] * (attribute.ndim - 1)))
+            attribute = _mask(attribute, domain)
         return content, attribute
+
+    def _parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.content_encoder(x), self.attribute_encoder(x)
 
     def combine(self, content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
         return torch.cat([content, attribute], 1)
@@ -182,11 +212,18 @@ class SplitAutoencoder(Backbone):
         return z[:, : self.content_channels], z[:, self.content_channels:]
 
     def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        content, attribute = self.encode_parts(x, domain)
-        return {"z": self.combine(content, attribute), "content": content, "attribute": attribute}
+        content, raw = self._parts(x)
+        attribute = raw if domain is None else _mask(raw, domain)
+        # 'attribute_raw': E2 before zeroing domain B's (what regularizers.domain.zero_b pushes to zero)
+        return {"z": self.combine(content, attribute), "content": content, "attribute": attribute,
+                "attribute_raw": raw}
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+
+def _mask(attribute: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    return attribute * domain.to(attribute.dtype).view(-1, *([1] * (attribute.ndim - 1)))
 
 
 @register_backbone("conv")

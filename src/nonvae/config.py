@@ -96,6 +96,10 @@ class ModelConfig:
     # split backbone (content disentanglement)
     content_dim: int = non_negative(0)  # 0 = derive from the architecture
     attribute_dim: int = non_negative(0)
+    # spatial: E2 is a map on the latent grid (attribute_dim channels, room for the donor's shape);
+    # global: E2 is averaged over the grid to an attribute_dim vector, which a learned linear map
+    # (no bias: a zero code stays zero) spreads back over the grid's attribute_dim channels
+    attribute_code: Literal["spatial", "global"] = "spatial"
     arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
     norm: Literal["none", "instance"] = "none"  # press arch
     out_activation: Literal["none", "tanh"] = "none"

@@ -124,24 +124,29 @@ class Method(nn.Module):
             def code_fn(z: torch.Tensor) -> torch.Tensor | None:
                 codes = []
                 for name, reg in self.regularizers.items():
-                    c = reg.extra_codes(z[:n_main], state[name])
+                    c = reg.extra_codes(z[:n_main], state[name], batch)
                     if c is not None:
                         codes.append(c)
                         decoded_sizes.append((name, len(c)))
                 return torch.cat(codes) if codes else None
 
+            code_fn.reencode = any(reg.reencode for reg in self.regularizers.values())  # type: ignore[attr-defined]
+
             with self.autocast():
                 out_all = call(AUTOENCODER, x_all, domain_all, code_fn)
-                out = {k: v[:n_main] for k, v in out_all.items() if k != "extra"}
+                per_input = [k for k in out_all if k not in ("extra", "extra_codes")]
+                out = {k: out_all[k][:n_main] for k in per_input}
                 extra_out, offset = {}, n_main
                 for name, size in sizes:
-                    extra_out[name] = {k: v[offset: offset + size] for k, v in out_all.items() if k != "extra"}
+                    extra_out[name] = {k: out_all[k][offset: offset + size] for k in per_input}
                     offset += size
-                decoded, offset = {}, 0
+                decoded, reencoded, offset = {}, {}, 0
                 for name, size in decoded_sizes:
                     decoded[name] = out_all["extra"][offset: offset + size]
+                    if "extra_codes" in out_all:
+                        reencoded[name] = out_all["extra_codes"][offset: offset + size]
                     offset += size
-                view = StepView(batch, x, out, extra_in, extra_out, decoded, state, step)
+                view = StepView(batch, x, out, extra_in, extra_out, decoded, state, step, reencoded)
                 losses = {"recon": (out["recon"].float() - x.float()).pow(2).mean()}
                 for reg in self.regularizers.values():
                     losses.update(reg.loss(view))

@@ -7,6 +7,10 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
 - ``transfer/removal_mse``: MSE(G(E1(a), 0), clean a); compare with ``transfer/overlay_mse``
   (doing nothing: MSE(a, clean a)) and ``transfer/clean_recon_mse`` (the floor: MSE(G(E1(clean a), 0), clean a)).
 - ``transfer/transfer_mse``: MSE(G(E1(b), E2(a)), b + (a - clean a)), the exact "b with a's glasses".
+- ``transfer/attribute_gain``: how much of the expected attribute a transfer adds. With e = a - clean a (the
+  exact change "b with a's glasses" - b) and d = G(E1(b), E2(a)) - G(E1(b), 0) (what the attribute code
+  changes), gain = sum <d, e> / sum <e, e> over the test pairs: 1 = the whole attribute, 0 = nothing
+  (it can exceed 1). A low transfer MSE alone can hide a transfer that adds nothing.
 - ``transfer/removal_residual``: MSE(G(E1(a),0), G(E1(clean a),0)) / MSE(G(E1(a),E2(a)), G(E1(clean a),0)),
   the share of the attribute left after zeroing E2 (0 = removed, 1 = untouched).
 - ``transfer/leakage_acc``: accuracy of a FRESH linear probe predicting the domain from E1 codes
@@ -115,10 +119,24 @@ def _pixel_classifier(images: np.ndarray, labels: np.ndarray):
     return clf
 
 
+def attribute_gain(added: torch.Tensor, base: torch.Tensor, expected: torch.Tensor) -> float:
+    """sum <added - base, expected> / sum <expected, expected> over all pairs (see the module docstring).
+
+    ``added`` = G(E1(b), E2(a)), ``base`` = G(E1(b), 0), ``expected`` = a - clean a, all (N, ...).
+    """
+    d = (added.double() - base.double()).flatten()
+    e = expected.double().flatten()
+    den = float(e @ e)
+    return float(d @ e) / den if den > 0 else float("nan")
+
+
 @torch.no_grad()
 def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: torch.device,
-               batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decode G(E1(b), E2(a)) for every test B image b with an A donor a; (decoded, target, b position)."""
+               batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Decode G(E1(b), E2(a)) for every test B image b with an A donor a.
+
+    Returns (decoded, target, b position, attribute gain).
+    """
     ae = split_backbone(method)
     domain = test.get("domain")
     pos_a, pos_b = torch.nonzero(domain > 0.5).view(-1), torch.nonzero(domain <= 0.5).view(-1)
@@ -127,15 +145,21 @@ def _transfers(method, test: _Pass, ds: ImageSet, index: torch.Tensor, device: t
     lat_c = (-1, ae.content_channels, *ae.latent_shape[1:])
     lat_a = (-1, ae.attribute_channels, *ae.latent_shape[1:])
     content, attribute = test.get("content"), test.get("attribute")
-    decoded, targets = [], []
+    decoded, targets, raw, bases, overlays = [], [], [], [], []
     for start in range(0, len(pos_b), batch_size):
         pb, pa = pos_b[start: start + batch_size], donors[start: start + batch_size]
-        decoded.append(decode_parts(ae, content[pb].view(lat_c).to(device), attribute[pa].view(lat_a).to(device))
-                       .cpu())
+        c = content[pb].view(lat_c).to(device)
+        att = attribute[pa].view(lat_a).to(device)
+        added = decode_parts(ae, c, att, clamp=False).cpu()
+        raw.append(added)
+        bases.append(decode_parts(ae, c, torch.zeros_like(att), clamp=False).cpu())
+        decoded.append(added.clamp(-1, 1))
         b = ds.batch(index[pb])
         a = ds.batch(index[pa])
+        overlays.append((a["x"] - a["clean"]).view(shape))
         targets.append((b["clean"] + (a["x"] - a["clean"])).view(shape))
-    return torch.cat(decoded), torch.cat(targets), pos_b
+    gain = attribute_gain(torch.cat(raw), torch.cat(bases), torch.cat(overlays))
+    return torch.cat(decoded), torch.cat(targets), pos_b, gain
 
 
 def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device | str = "cpu",
@@ -187,8 +211,9 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
         metrics["transfer/attribute_r2"] = linear_regression_r2(
             fit.get("attribute")[dom_f].numpy(), fit.get("factors")[dom_f].numpy(),
             test.get("attribute")[ta].numpy(), test.get("factors")[ta].numpy())
-    decoded, targets, pos_b = _transfers(method, test, test_set, test_index, device, bs)
+    decoded, targets, pos_b, gain = _transfers(method, test, test_set, test_index, device, bs)
     metrics["transfer/transfer_mse"] = float(_mse(decoded, targets).mean())
+    metrics["transfer/attribute_gain"] = gain
     if has_labels and len(fit.get("y").unique()) > 1:
         clf = _pixel_classifier(fit.get("clean").numpy(), fit.get("y").long().numpy())
         y_test = test.get("y").long().numpy()

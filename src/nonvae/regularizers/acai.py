@@ -62,7 +62,7 @@ class AdversarialInterpolation(Regularizer):
             return self.cfg.weight
         return self.cfg.weight * min(1.0, step / self.cfg.warmup_steps)
 
-    def extra_codes(self, z: torch.Tensor, state: dict) -> torch.Tensor:
+    def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor:
         alpha = fold_alpha(torch.rand(len(z), device=z.device))
         state["alpha"] = alpha
         a = alpha.view(-1, *([1] * (z.ndim - 1))).to(z.dtype)

@@ -34,6 +34,7 @@ class StepView:
     decoded: dict[str, torch.Tensor] = field(default_factory=dict)  # per regularizer: decoded extra codes
     state: dict[str, dict] = field(default_factory=dict)  # per regularizer: what extra_codes drew
     step: int = 0
+    reencoded: dict[str, torch.Tensor] = field(default_factory=dict)  # per regularizer: codes of `decoded`
 
     def detached(self) -> StepView:
         def d(v):
@@ -44,13 +45,14 @@ class StepView:
             return v
 
         return StepView(d(self.batch), self.x.detach(), d(self.out), d(self.extra_in), d(self.extra_out),
-                        d(self.decoded), d(self.state), self.step)
+                        d(self.decoded), d(self.state), self.step, d(self.reencoded))
 
 
 class Regularizer(nn.Module):
     """Base class; every hook is optional."""
 
     name: str = "regularizer"  # set by @register_regularizer: the config section's name
+    reencode: bool = False  # true: the backbone also encodes what extra_codes decoded (view.reencoded)
 
     @classmethod
     def build(cls, cfg: Any, backbone: nn.Module, image_shape: tuple[int, int, int],
@@ -65,10 +67,12 @@ class Regularizer(nn.Module):
         """Further images to encode in the same forward: {'x': ..., optional 'domain': ..., aux...}."""
         return None
 
-    def extra_codes(self, z: torch.Tensor, state: dict) -> torch.Tensor | None:
+    def extra_codes(self, z: torch.Tensor, state: dict, batch: dict[str, torch.Tensor] | None = None,
+                    ) -> torch.Tensor | None:
         """Further codes to decode in the same forward, computed from the main inputs' codes.
 
-        ``state`` is this regularizer's scratch space for the step (e.g. the drawn alphas).
+        ``state`` is this regularizer's scratch space for the step (e.g. the drawn alphas); ``batch``
+        the step's batch (e.g. its domains).
         """
         return None
 

@@ -20,6 +20,12 @@ cheaper and the difference is one optimizer step of E1).
 uniform label of Tzeng et al. 2015, minimal when the discriminator cannot tell) or 'flip' (each
 domain to the other's label, as GAN generators are trained). With the official target the encoders
 keep pushing domain B's codes further towards "B" even when the domains are indistinguishable.
+
+Two optional terms of the follow-up by the same group (Benaim et al., ICCV 2019, "Domain Intersection and
+Domain Difference"): ``zero_b`` x mean E2(b)^2 over domain-B images (E2 must answer zero where there is no
+attribute, so it cannot simply copy the image), and ``cycle`` x the codes of a translation t = G(E1(b),
+E2(a)) encoding back to the codes that made it: mean (E1(t) - E1(b))^2 + mean (E2(t) - E2(a))^2, targets
+detached. A donor's shape carried by E2 shows up in E1(t) and is penalised there.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ class DomainConfig:
     # what the encoders are trained towards: 'b_label' (official: both domains' codes -> domain B's label),
     # 'confuse' (both -> 0.5, the discriminator's maximum uncertainty) or 'flip' (A -> B's label, B -> A's)
     fool: Literal["b_label", "confuse", "flip"] = "b_label"
+    # Benaim et al. (ICCV 2019) terms: zero_b x mean E2(b)^2 for domain-B images (the attribute code of an
+    # image without the attribute is zero); cycle x the codes of a translation G(E1(b), E2(a)) encoding back
+    # to (E1(b), E2(a)) (mean squared error against the detached codes that made it)
+    zero_b: float = non_negative(0.0)
+    cycle: float = non_negative(0.0)
 
 PLAYER = "discriminator"
 FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
@@ -82,13 +93,40 @@ class DomainInvariance(Regularizer):
         for s in spatial:
             features *= int(s)
         self.discriminator = Discriminator(features, list(cfg.hidden))
+        self.content_channels = channels
+        self.reencode = cfg.cycle > 0
+
+    def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
+        """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (only with ``cycle``)."""
+        if self.cfg.cycle <= 0 or batch is None or batch.get("domain") is None:
+            return None
+        is_a = batch["domain"].view(-1)[: len(z)] > 0.5
+        ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
+        n = min(len(ia), len(ib))
+        if n == 0:
+            return None
+        ia, ib = ia[:n], ib[:n]
+        c = self.content_channels
+        target = torch.cat([z[ib, :c], z[ia, c:]], 1)
+        state["target"] = target.detach()
+        return target
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
         _domains(view)  # fail early on one-domain data
         # the discriminator is frozen here (the method turns its grads off); call the raw module
         logits = self.discriminator(view.out["content"]).float()
         fool = F.binary_cross_entropy_with_logits(logits, self._fool_targets(view, logits))
-        return {f"{self.name}/adv": self.cfg.weight * fool}
+        terms = {f"{self.name}/adv": self.cfg.weight * fool}
+        if self.cfg.zero_b > 0 and "attribute_raw" in view.out:
+            is_b = _domains(view) <= 0.5
+            if is_b.any():
+                terms[f"{self.name}/zero_b"] = self.cfg.zero_b * view.out["attribute_raw"][is_b].float().pow(2).mean()
+        if self.cfg.cycle > 0 and self.name in view.reencoded:
+            back, target = view.reencoded[self.name].float(), view.state[self.name]["target"].float()
+            c = self.content_channels
+            terms[f"{self.name}/cycle"] = self.cfg.cycle * ((back[:, :c] - target[:, :c]).pow(2).mean()
+                                                      + (back[:, c:] - target[:, c:]).pow(2).mean())
+        return terms
 
     def _fool_targets(self, view: StepView, logits: torch.Tensor) -> torch.Tensor:
         """The labels the encoders want the discriminator to output (see DomainConfig.fool)."""
