@@ -15,11 +15,14 @@ from nonvae.data import folders as folders_mod
 from nonvae.data.attributes import (
     CLEAN_MAX,
     FACTOR_NAMES,
+    KINDS,
     OVERLAY_MAX,
     AttributesData,
     attribute_sets,
     interleave,
+    overlay_coverage,
     render_overlay,
+    sample_factors,
 )
 from nonvae.data.cache import cached_images
 from nonvae.data.domains import DomainsData
@@ -202,20 +205,39 @@ def attr_cfg(**kw) -> AttributesData:
     return AttributesData(**base)
 
 
-@pytest.mark.parametrize("base", ["digits", "shapes"])
-def test_ground_truth_overlay_is_exact(base):
-    train, test = attribute_sets(attr_cfg(base=base), seed=0)
+@pytest.mark.parametrize(("base", "kind"), [("digits", "rings"), ("shapes", "rings"), ("digits", "band"),
+                                            ("digits", "patch")])
+def test_ground_truth_overlay_is_exact(base, kind):
+    train, test = attribute_sets(attr_cfg(base=base, attribute=kind), seed=0)
     for ds in (train, test):
         domain, factors = ds.extras["domain"], ds.extras["factors"]
         a = domain > 0.5
-        assert a.sum() == (~a).sum() and ds.labels is not None
+        assert a.sum() == (~a).sum() and ds.labels is not None and kind in ds.name
         images, clean = ds.images.numpy().astype(np.int16), ds.extras["clean"].numpy().astype(np.int16)
-        overlay = render_overlay(factors[a].numpy(), 16)
+        overlay = render_overlay(factors[a].numpy(), 16, kind=kind)
         assert np.array_equal(images[a.numpy()] - clean[a.numpy()], overlay)  # A - clean == the overlay
         assert overlay.max() > 0 and overlay.max() <= OVERLAY_MAX and clean.max() <= CLEAN_MAX
         assert np.array_equal(images[~a.numpy()], clean[~a.numpy()]) and (factors[~a] == 0).all()
         assert (factors[a][:, 0] > 0).all() and factors.shape[1] == len(FACTOR_NAMES)
         assert domain[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_attribute_kinds_have_their_shapes():
+    """band: a thin straight line across the image; patch: a solid square in the chosen corner."""
+    # a horizontal band (angle pi/2: normal along y) 4 px above the centre, 2 px wide, full intensity
+    band = overlay_coverage(np.array([[1.0, np.pi / 2, -4.0, 1.0]]), 16, "band")[0]
+    assert np.allclose(band[3:5], 1) and np.allclose(band[:2], 0) and np.allclose(band[6:], 0)
+    # a 5 px patch in corner 3 (bottom right), 1 px from the edges
+    patch = overlay_coverage(np.array([[5.0, 3.0, 1.0, 1.0]]), 16, "patch")[0]
+    assert np.allclose(patch[10:15, 10:15], 1) and patch.sum() == pytest.approx(25)
+    for kind in KINDS:
+        f = sample_factors(500, 32, np.random.default_rng(0), kind)
+        cover = overlay_coverage(f, 32, kind)
+        assert (f[:, 0] > 0).all() and (f[:, 3] >= 0.5).all() and (cover.reshape(500, -1).max(1) > 0.9).all()
+    with pytest.raises(ConfigError, match="data.attribute"):
+        from nonvae.config import load_config
+
+        load_config(str(Path(__file__).parents[1] / "configs/attributes/disentangle.yaml"), ["data.attribute=ring"])
 
 
 def test_benchmark_is_deterministic_from_the_seed():

@@ -5,9 +5,12 @@ transfer can only be judged by eye there. Here they can be measured:
 
 - base images: Fashion-MNIST (the Debian package's IDX files), else
   scikit-learn's 8x8 digits upsampled, else generated shapes;
-- domain B: base images as they are; domain A: other base images with a
-  glasses overlay (two ring lenses with a light tint and a bridge) whose
-  factors vary per image: lens size, vertical position, lens spacing, intensity;
+- domain B: base images as they are; domain A: other base images with an
+  attribute overlay of kind ``data.attribute``: 'rings' (glasses: two ring lenses
+  with a light tint and a bridge; lens size, vertical position, lens spacing),
+  'band' (a thin straight band across the image; width, angle, offset) or
+  'patch' (a solid square in a corner; side, corner, margin), each with a
+  random intensity and every factor drawn per image;
 - every A image keeps its clean version and its factors.
 
 Compositing is additive in uint8 with headroom: base images are scaled to
@@ -20,6 +23,7 @@ split from a fixed seed so that runs with different seeds share one test set.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,9 +36,19 @@ from nonvae.errors import DataError
 
 OVERLAY_MAX = 96  # uint8 levels the overlay may add at full intensity
 CLEAN_MAX = 255 - OVERLAY_MAX  # base images are scaled into [0, CLEAN_MAX]
-FACTOR_NAMES = ("size", "height", "spacing", "intensity")
-# factor ranges as fractions of the image size (intensity: of OVERLAY_MAX)
-RANGES = {"size": (0.09, 0.15), "height": (0.28, 0.50), "spacing": (0.42, 0.58), "intensity": (0.5, 1.0)}
+# every kind has four factors, the first a size (> 0) and the last the intensity (fraction of OVERLAY_MAX);
+# ranges are fractions of the image size except angles (radians), corners (index) and intensity
+KINDS: dict[str, dict[str, tuple[float, float]]] = {
+    # glasses: two ring lenses with a light tint and a bridge
+    "rings": {"size": (0.09, 0.15), "height": (0.28, 0.50), "spacing": (0.42, 0.58), "intensity": (0.5, 1.0)},
+    # a thin straight band across the whole image at any angle and offset from the centre
+    "band": {"half_width": (0.03, 0.07), "angle": (0.0, math.pi), "offset": (-0.3, 0.3), "intensity": (0.5, 1.0)},
+    # a solid square in one of the four corners, set in from the edges by a margin
+    "patch": {"side": (0.2, 0.35), "corner": (0.0, 4.0), "margin": (0.02, 0.1), "intensity": (0.5, 1.0)},
+}
+FACTOR_NAMES = tuple(KINDS["rings"])
+RANGES = KINDS["rings"]
+UNSCALED = {"intensity", "angle", "corner"}  # factors that are not fractions of the image size
 TINT = 0.5  # lens tint relative to the frame
 TEST_SEED = 20_190_501  # the test split does not depend on the run seed
 SHAPES_PER_SPLIT = {"train": 6000, "test": 1000}
@@ -48,20 +62,28 @@ class AttributesData(DataConfig):
     base: Literal["auto", "fashion_mnist", "digits", "shapes"] = "auto"  # auto: Fashion-MNIST if installed,
     # else sklearn digits, else generated shapes
     hflip: bool = False  # mirror each training image with probability 1/2
+    attribute: Literal["rings", "band", "patch"] = "rings"  # the overlay of domain A: rings (glasses) | band | patch
 
 
-def sample_factors(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 4) float32: lens radius (px), lens-centre row (px), lens-centre distance (px), intensity."""
-    cols = [rng.uniform(*RANGES[name], size=n) * (size if name != "intensity" else 1.0) for name in FACTOR_NAMES]
+def sample_factors(n: int, size: int, rng: np.random.Generator, kind: str = "rings") -> np.ndarray:
+    """(n, 4) float32 factors of ``kind`` (rings: lens radius (px), lens-centre row (px), lens-centre
+    distance (px), intensity; band: half width (px), angle, offset (px), intensity; patch: side (px),
+    corner 0-3, margin (px), intensity)."""
+    cols = []
+    for name, (lo, hi) in KINDS[kind].items():
+        col = rng.uniform(lo, hi, size=n) * (1.0 if name in UNSCALED else size)
+        cols.append(np.floor(col) if name == "corner" else col)
     return np.stack(cols, 1).astype(np.float32)
 
 
-def overlay_coverage(factors: np.ndarray, size: int) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of the glasses, (n, size, size) float32."""
-    f = np.asarray(factors, dtype=np.float32).reshape(-1, 4)
-    r, cy, d = f[:, 0, None, None], f[:, 1, None, None], f[:, 2, None, None]
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     grid = np.arange(size, dtype=np.float32) + 0.5
-    yy, xx = grid[None, :, None], grid[None, None, :]
+    return grid[None, :, None], grid[None, None, :]
+
+
+def _rings(f: np.ndarray, size: int) -> np.ndarray:
+    r, cy, d = f[:, 0, None, None], f[:, 1, None, None], f[:, 2, None, None]
+    yy, xx = _grid(size)
     half = max(0.75, 0.05 * size)  # half the frame thickness (3.2 px frames at 32 px)
     cover = np.zeros((len(f), size, size), dtype=np.float32)
     for side in (-1.0, 1.0):
@@ -76,13 +98,40 @@ def overlay_coverage(factors: np.ndarray, size: int) -> np.ndarray:
     return np.maximum(cover, bridge)
 
 
-def render_overlay(factors: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
-    """The uint8 (n, channels, size, size) image the glasses add."""
+def _band(f: np.ndarray, size: int) -> np.ndarray:
+    half, angle, offset = f[:, 0, None, None], f[:, 1, None, None], f[:, 2, None, None]
+    yy, xx = _grid(size)
+    # signed distance from the line through centre + offset * normal, normal = (cos, sin)
+    dist = (xx - size / 2) * np.cos(angle) + (yy - size / 2) * np.sin(angle) - offset
+    return np.clip(half + 0.5 - np.abs(dist), 0, 1).astype(np.float32)
+
+
+def _patch(f: np.ndarray, size: int) -> np.ndarray:
+    side, corner, margin = f[:, 0, None, None], f[:, 1, None, None].astype(np.int64), f[:, 2, None, None]
+    yy, xx = _grid(size)
+    left = np.where(corner % 2 == 0, margin, size - margin - side)
+    top = np.where(corner // 2 == 0, margin, size - margin - side)
+    cx = np.clip(np.minimum(xx - left, left + side - xx) + 0.5, 0, 1)
+    cy = np.clip(np.minimum(yy - top, top + side - yy) + 0.5, 0, 1)
+    return (cx * cy).astype(np.float32)
+
+
+COVERAGE = {"rings": _rings, "band": _band, "patch": _patch}
+
+
+def overlay_coverage(factors: np.ndarray, size: int, kind: str = "rings") -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of the attribute, (n, size, size) float32."""
+    f = np.asarray(factors, dtype=np.float32).reshape(-1, 4)
+    return COVERAGE[kind](f, size)
+
+
+def render_overlay(factors: np.ndarray, size: int, channels: int = 1, kind: str = "rings") -> np.ndarray:
+    """The uint8 (n, channels, size, size) image the attribute adds."""
     f = np.asarray(factors, dtype=np.float32).reshape(-1, 4)
     out = np.empty((len(f), channels, size, size), dtype=np.uint8)
     for start in range(0, len(f), 2048):  # bounded memory for large sets
         part = f[start: start + 2048]
-        levels = overlay_coverage(part, size) * (OVERLAY_MAX * part[:, 3, None, None])
+        levels = overlay_coverage(part, size, kind) * (OVERLAY_MAX * part[:, 3, None, None])
         out[start: start + 2048] = np.rint(levels).astype(np.uint8)[:, None]
     return out
 
@@ -152,8 +201,8 @@ def interleave(n_a: int, n_b: int) -> np.ndarray:
 
 
 def make_domains(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, limit: int | None,
-                 channels: int, name: str) -> ImageSet:
-    """Split base images into two disjoint halves; overlay glasses on the first (A). Interleaved set.
+                 channels: int, name: str, kind: str = "rings") -> ImageSet:
+    """Split base images into two disjoint halves; overlay the attribute on the first (A). Interleaved set.
 
     Extras: 'domain' float (1 = A), 'clean' uint8 (the image without glasses; B: itself),
     'factors' float32 (N, 4) (zeros for B).
@@ -172,9 +221,9 @@ def make_domains(images: np.ndarray, labels: np.ndarray, rng: np.random.Generato
         clean = np.repeat(clean, channels, axis=1)
     n_a = len(idx_a)
     factors = np.zeros((len(clean), 4), dtype=np.float32)
-    factors[:n_a] = sample_factors(n_a, size, rng)
+    factors[:n_a] = sample_factors(n_a, size, rng, kind)
     dirty = clean.copy()
-    dirty[:n_a] += render_overlay(factors[:n_a], size, channels)  # no overflow: clean <= CLEAN_MAX
+    dirty[:n_a] += render_overlay(factors[:n_a], size, channels, kind)  # no overflow: clean <= CLEAN_MAX
     domain = np.zeros(len(clean), dtype=np.float32)
     domain[:n_a] = 1.0
     order = interleave(n_a, len(idx_b))
@@ -198,7 +247,7 @@ def attribute_test_set(cfg: AttributesData) -> ImageSet:
         raise DataError(f"attributes: data.channels must be 1 or 3, got {cfg.channels}")
     images, labels, base = load_base(cfg, "test")
     return make_domains(images, labels, np.random.default_rng(TEST_SEED), cfg.test_limit, cfg.channels,
-                        f"attributes/{base}/test")
+                        f"attributes/{base}/{cfg.attribute}/test", cfg.attribute)
 
 
 def attribute_sets(cfg: AttributesData, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -206,5 +255,5 @@ def attribute_sets(cfg: AttributesData, seed: int) -> tuple[ImageSet, ImageSet]:
     test = attribute_test_set(cfg)
     images, labels, base = load_base(cfg, "train")
     train = make_domains(images, labels, np.random.default_rng(seed), cfg.train_limit, cfg.channels,
-                         f"attributes/{base}/train")
+                         f"attributes/{base}/{cfg.attribute}/train", cfg.attribute)
     return train, test
