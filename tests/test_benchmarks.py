@@ -40,3 +40,22 @@ def test_disentangle_benchmark_sweep_and_ablation(tmp_path, capsys):
     assert table.count("\n| ") >= 3 and "target" in payload["verdict"]
     assert (tmp_path / "disentangle.html").is_file()
     assert "removal residual" in capsys.readouterr().out
+
+
+def test_disentangle_benchmark_variants_table(tmp_path):
+    import disentangle
+
+    tiny = tiny_overrides(**{"data.image_size": 16, "data.train_limit": 40, "data.test_limit": 16,
+                             "model.latent_width": 4, "model.content_dim": 4, "model.attribute_dim": 2,
+                             "train.batch_size": 8, "eval.probe_train_limit": 40})
+    args = ["--variants", "band/digits", "--methods", "shipped", "ablation", "--steps", "2", "--threads", "1",
+            "--out", str(tmp_path), *[a for kv in tiny for a in ("--set", kv)]]
+    assert disentangle.main(args) == 0
+    rows = json.loads((tmp_path / "disentangle_variants.json").read_text())["rows"]
+    assert [(r["variant"], r["method"]) for r in rows] == [("band/digits", "shipped"), ("band/digits", "ablation")]
+    assert "data.attribute=band" in rows[0]["overrides"] and "regularizers.domain.weight=0" in rows[1]["overrides"]
+    assert rows[1]["recon_ratio"] == 1.0 and all(r["met"].endswith("/6") for r in rows)
+    for row in rows:
+        for _, key, _ in disentangle.VARIANT_COLUMNS:
+            assert row.get(key) is not None, key
+    assert "attribute gain" in (tmp_path / "disentangle_variants.md").read_text()
