@@ -108,6 +108,8 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/removal_residual": lower("share of the attribute left after zeroing E2 (0: removed)"),
     "transfer/attribute_r2": higher("R^2 of a linear regression from E2 codes to the overlay factors"),
     "transfer/transfer_mse": lower("MSE of b with a's attribute against the exact composite"),
+    "transfer/attribute_gain": higher("share of the exact attribute a transfer adds: sum <G(E1(b), E2(a)) - "
+                                      "G(E1(b), 0), a - clean a> / sum |a - clean a|^2 (1: all of it)"),
     "transfer/pixel_classifier_accuracy": reference("the ceiling: the pixel classifier's accuracy on clean "
                                                     "test images", "higher"),
     "transfer/class_kept": higher("transfers whose content class the pixel classifier still reads"),
