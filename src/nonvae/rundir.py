@@ -44,16 +44,19 @@ class Entry:
 class RunDir:
     """A run directory or exported model folder; the entries are paths (they need not exist)."""
 
+    # what training writes
     config = Entry("config.yaml", "the resolved config")
-    config_json = Entry("config.json", "the resolved config of a model folder in the Hub layout")
-    model_weights = Entry("model.safetensors", "the autoencoder's weights in the Hub layout")
-    sampler = Entry("sampler.safetensors", "the fitted code sampler (GMM on training codes)")
     checkpoints = Entry("checkpoints", "step folders and `latest` (see nonvae.checkpoint)")
     metrics = Entry("metrics.jsonl", "one JSON object per logged step and per periodic evaluation")
-    eval = Entry("eval.json", "what `nonvae eval` measured")
     grids = Entry("samples", "sample grids written during training")
-    report = Entry("report.html", "the HTML report the trainer keeps up to date")
     tensorboard = Entry("tensorboard", "TensorBoard event files")
+    # what evaluation, sampling and the report add (to a run or a model folder)
+    eval = Entry("eval.json", "what `nonvae eval` measured")
+    sampler = Entry("sampler.safetensors", "the fitted code sampler (GMM on training codes)")
+    report = Entry("report.html", "the HTML report the trainer keeps up to date")
+    # a model folder (the Hugging Face Hub layout; older exports keep config.yaml + autoencoder weights)
+    config_json = Entry("config.json", "the resolved config of a model folder in the Hub layout")
+    model_weights = Entry("model.safetensors", "the autoencoder's weights in the Hub layout")
     model_card = Entry("README.md", "an exported model's card")
     test_images = Entry("samples.npz", "the few test images a model folder stores (uint8 x, domain, y)")
 
