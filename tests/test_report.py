@@ -305,3 +305,34 @@ def test_report_in_headless_chromium(report, tmp_path):
     if result["distinct_frames"]:
         assert result["frame_changed"]
     assert "frame" in result["label"] and "0.00" not in result["label"]
+
+
+def test_ranks_only_within_a_dataset_and_shows_same_data_grids_side_by_side(runs, tmp_path):
+    from nonvae.resources import PRETRAINED
+
+    run, exported = runs
+    other = tmp_path / "fashion"
+    shutil.copytree(PRETRAINED / "fashion_mnist_acai", other)
+    # make the other dataset's MSE the smallest overall: it must still not be marked best (nothing to rank it with)
+    (other / "eval.json").write_text(json.dumps({"recon/mse": 1e-9}))
+    different = tmp_path / "different"
+    shutil.copytree(exported, different)
+    metrics = json.loads((run / "eval.json").read_text())
+    (different / "eval.json").write_text(json.dumps({**metrics, "recon/mse": metrics["recon/mse"] * 2}))
+    out = write_report([run, different, other], tmp_path / "r.html", pairs=2, steps=3)
+    text, page = parse(out)
+    table = page.tables["metrics"]
+    assert table[1][0] == "data" and "lines" in table[1][2] and "fashion_mnist" in table[1][4]
+    mse = next(r for r in table if r[0] == "recon/mse")
+    best_cells = re.findall(r'<tr><td class="key">recon/mse</td>.*?</tr>', text)[0]
+    assert best_cells.count('class="best"') == 1  # the lines run, ranked against the other lines model only
+    assert float(mse[4]) == pytest.approx(1e-9)
+    side = text.split("Interpolations compared", 1)
+    assert len(side) == 2 and "fashion" not in side[1].split("</div>", 1)[0]  # only the two lines models
+    row = side[1].split("</div>", 1)[0]
+    scale = int(re.search(r"shown (\d+)×", row).group(1))
+    widths = [int(w) for w in re.findall(r'<img class="px" width="(\d+)"', row)]
+    assert len(widths) == 2 and scale >= 2 and all(w % scale == 0 for w in widths)  # upscaled, integer factor
+    # the two grids come from the same test pairs: identical inputs give identical endpoint rows
+    pairs = explorer_data(text)
+    assert [p["a"] for p in pairs[0]] == [p["a"] for p in pairs[1]]

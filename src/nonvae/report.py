@@ -127,6 +127,7 @@ class Picture:
     caption: str = ""
     width: int | None = None  # display width in CSS pixels
     pixelated: bool = True
+    native: int | None = None  # the image's own width in pixels (grids: for side-by-side upscaling)
 
 
 def _display_scale(width: int, target: int = 900, cap: int = 4) -> int:
@@ -138,7 +139,8 @@ def grid_picture(images: Any, title: str, caption: str = "", target: int = 900) 
     from nonvae.viz import image_grid
 
     grid = image_grid(images)
-    return Picture(title, png_data_uri(grid), caption, grid.shape[1] * _display_scale(grid.shape[1], target))
+    return Picture(title, png_data_uri(grid), caption, grid.shape[1] * _display_scale(grid.shape[1], target),
+                   native=int(grid.shape[1]))
 
 
 def _figure_picture(write: Callable[[Path], Any], title: str, caption: str = "") -> Picture:
@@ -303,6 +305,9 @@ class RunPage:
     pictures: list[Picture] = field(default_factory=list)
     explorer: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    data_key: str = ""  # what the metrics are measured on (compare.data_key): runs are ranked within a key
+    data_label: str = ""
+    pairs_from: str = ""  # the test images the interpolation pairs were drawn from (same = same pairs)
 
 
 def _trained_steps(path: Path) -> int | None:
@@ -321,8 +326,9 @@ def _test_images(path: Path, cfg, page: RunPage):
     from nonvae.pipeline import test_set_or_samples
 
     test, note = test_set_or_samples(path, lambda: build_data(cfg.data, cfg.seed).test)
-    if note:
-        page.notes.append(f"Pictures from the test images stored with the model: {note}.")
+    if note:  # short: the long reason (which files are missing) is not what a reader of the report needs
+        page.notes.append(f"Pictures use the {len(test)} test images stored with the model "
+                          f"({cfg.data.name} is not on this machine).")
     return test
 
 
@@ -344,6 +350,9 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
                         else yaml.safe_dump(to_dict(cfg), sort_keys=False))
     page.metrics, page.metrics_source = read_metrics(path, records)
     page.meta = read_meta(path)
+    from nonvae.compare import data_key, data_label
+
+    page.data_key, page.data_label = data_key(cfg), data_label(cfg)
     regs = [k for k, v in cfg.regularizers.items() if v is not None]
     trained = _trained_steps(path)
     page.summary = {
@@ -371,6 +380,7 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
         method.eval()
         try:
             pics, page.explorer = model_pictures(method, test, device, n_pairs=pairs, steps=steps)
+            page.pairs_from = f"{test.name}:{len(test)}"
             page.pictures += pics
             if cfg.model.backbone == "split":
                 page.pictures += disentangle_pictures(method, test, device)

@@ -73,6 +73,9 @@ summary{cursor:pointer;font-weight:600} pre{overflow-x:auto;font-size:.85em}
 .explorer .frames{display:flex;gap:1em;align-items:flex-end;margin-top:.6em}
 .explorer .frames figure{margin:0;text-align:center} .explorer input[type=range]{width:22em}
 .run{margin-top:2.5em}
+.side{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap} .side.stacked{flex-direction:column}
+.side figure{margin:.3em 0}
+td.data{font-size:.85em;color:#444;text-align:center}
 """
 
 _JS = """
@@ -130,14 +133,19 @@ def metrics_table_html(pages: Sequence[RunPage]) -> str:
         keys += [k for k in page.metrics if k not in keys]
     if not keys:
         return '<p class="muted">No evaluation metrics yet: run <code>nonvae eval RUN_DIR</code>.</p>'
+    from nonvae.compare import best_by_data
+
     meta = metric_meta(pages, keys)
     head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
-    rows = []
+    data_row = "".join(f'<td class="data">{_e(p.data_label or "?")}</td>' for p in pages)
+    rows = [f'<tr><td class="key">data</td><td class="dir">ranked within</td>{data_row}</tr>']
+    keys_of = {p.name: p.data_key or p.name for p in pages}  # a metric is ranked only among runs on the same data
     for key in sorted(keys):
         info = meta.get(key, {})
         direction = info.get("direction") if info.get("direction") in ("lower", "higher") else None
         is_reference = bool(info.get("reference"))
-        best = set() if is_reference else best_of({p.name: p.metrics.get(key) for p in pages}, direction)
+        best = set() if is_reference else best_by_data({p.name: p.metrics.get(key) for p in pages}, keys_of,
+                                                        direction, best_of)
         arrow = {"lower": "↓ lower is better", "higher": "↑ higher is better"}.get(direction or "", "")
         if is_reference:
             arrow = "reference" + (f" ({arrow.split(' ', 1)[1]})" if arrow else "")
@@ -204,6 +212,30 @@ def markdown_html(md: str) -> str:
     return out.replace("<table>", '<table class="md">').replace("<strong>", "<b>").replace("</strong>", "</b>")
 
 
+def side_by_side_html(pages: Sequence[RunPage]) -> list[str]:
+    """Interpolation grids of runs on the same data together, on the same test pairs, upscaled alike."""
+    from nonvae.compare import groups, side_by_side_layout
+
+    out: list[str] = []
+    by_name = {p.name: p for p in pages}
+    for names in groups({p.name: (p.data_key, p.pairs_from) for p in pages if p.pairs_from}).values():
+        grids = [(by_name[n], next((q for q in by_name[n].pictures if q.title == "Interpolations"), None))
+                 for n in names]
+        grids = [(page, pic) for page, pic in grids if pic is not None and pic.native]
+        if len(grids) < 2:
+            continue
+        scale, in_row = side_by_side_layout([pic.native for _, pic in grids])  # type: ignore[misc]
+        figures = "".join(
+            f'<figure><img class="px" width="{pic.native * scale}" alt="{_e(page.name)} interpolations" '
+            f'src="{pic.uri}"><figcaption><b>{_e(page.name)}</b> ({_e(page.summary.get("method", ""))})'
+            "</figcaption></figure>" for page, pic in grids)
+        out += [f"<h3>Interpolations compared: {_e(grids[0][0].data_label)}</h3>",
+                '<p class="muted">The same test pairs in every grid (one pair per row, α = 0 … 1 left to right), '
+                f"shown {scale}× (nearest neighbour).</p>",
+                f'<div class="side{"" if in_row else " stacked"}">{figures}</div>']
+    return out
+
+
 def render_html(pages: Sequence[RunPage], curves: Sequence[Picture], title: str, table_md: str | None = None) -> str:
     """The whole page as one string."""
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -218,8 +250,9 @@ def render_html(pages: Sequence[RunPage], curves: Sequence[Picture], title: str,
     if table_md:
         parts += ['<h2>Benchmark</h2>', f'<div class="benchmark">{markdown_html(table_md)}</div>']
     parts += ["<h2>Runs</h2>", summary_table_html(pages), "<h2>Metrics</h2>",
-              '<p class="muted">Best value per row marked ★ (where the row has a direction and at least two '
-              "runs report different values).</p>", metrics_table_html(pages), "<h2>Training curves</h2>"]
+              '<p class="muted">Best value per row marked ★ among runs on the same data only (where the row has a '
+              "direction and at least two such runs report different values): metrics of different datasets are "
+              "not comparable.</p>", metrics_table_html(pages), *side_by_side_html(pages), "<h2>Training curves</h2>"]
     if curves:
         parts += [_picture_html(p) for p in curves]
     else:
