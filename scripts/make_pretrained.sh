@@ -2,7 +2,7 @@
 # Rebuild src/nonvae/pretrained/ (the shipped models) from the benchmarks at CPU budget (about 45 minutes on 2 idle cores).
 #
 # Each shipped model is the run a benchmark trained, exported with only the autoencoder's weights in
-# float16 (`nonvae export --inference-only --half`) and 16 of its test images (samples.npz), so that
+# float16 (`nonvae export --inference-only --half`), its sampler and 16 of its test images (samples.npz), so that
 # the examples/ notebooks, `nonvae transfer` and `nonvae report` work without training or the data.
 #   lines_ae, lines_acai        benchmarks/lines.py (the README's lines table)
 #   fashion_mnist_acai          benchmarks/probe.py, ACAI with the 4x4x16 latent
@@ -28,6 +28,8 @@ python benchmarks/disentangle.py --steps 9000 --lambdas "$LAMBDA" --fools confus
 
 export_model() {  # run directory, model name
   rm -rf "src/nonvae/pretrained/$2"
+  # fit the sampler (a Gaussian mixture on training codes) with the float32 weights; export copies it
+  nonvae sample "$1" --n 64 --out "$RESULTS/samples_$2.png"
   nonvae export "$1" --out "src/nonvae/pretrained/$2" --inference-only --half --samples 16
 }
 export_model "$RESULTS/lines/ae" lines_ae

@@ -180,6 +180,8 @@ def test_cli_flags_after_subcommand_and_devices(capsys, tmp_path):
     assert capsys.readouterr().err == ""  # -q after the sub-command: no info messages
     assert main(["interpolate", "lines_ae", "--out", str(out), "--pairs", "1", "--steps", "2", "-v"]) == 0
     assert "wrote" in capsys.readouterr().err
+    with pytest.raises(nonvae.errors.ConfigError):  # --debug after the sub-command: the traceback, not one line
+        main(["sample", "lines_ae", "--out", str(tmp_path / "s.txt"), "--debug"])
     for device in ("bogus", "cuda:99"):
         assert main(["sample", "lines_ae", "--out", str(tmp_path / "s.png"), "--device", device]) == 2
         err = capsys.readouterr().err
