@@ -210,6 +210,10 @@ def test_shipped_model_eval_and_report_never_write_into_the_package(tmp_path, mo
     assert main(["eval", "lines_ae", "--set", "eval.hausdorff=false", "--set", "eval.lines_pairs=8"]) == 0
     assert (PRETRAINED / "lines_ae" / "eval.json").read_text() == shipped
     assert (tmp_path / "eval_lines_ae.json").is_file() and "eval_lines_ae.json" in capsys.readouterr().err
+    # its stored config says eval.hausdorff: false (the old default); eval still compares the samplers
+    assert main(["eval", "lines_ae", "--set", "eval.lines_pairs=8", "--set", "eval.hausdorff_repeats=1",
+                 "--out", str(tmp_path / "h.json")]) == 0
+    assert "hausdorff/data_to_samples" in json.loads((tmp_path / "h.json").read_text())
     assert not (PRETRAINED / "lines_ae" / "eval.local.json").exists()
 
 

@@ -96,8 +96,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run_dir = model_path(args.run_dir)
     cfg = config_of(run_dir)
-    if args.set:
-        cfg = from_dict(_Config, apply_overrides(to_dict(cfg), args.set))
+    # the samplers are compared for every method: runs saved before Hausdorff became the default say
+    # eval.hausdorff: false only because it was; --set eval.hausdorff=false still turns it off
+    overrides = ["eval.hausdorff=true", *args.set]
+    cfg = from_dict(_Config, apply_overrides(to_dict(cfg), overrides))
     out = eval_output(run_dir, args.out)
     device = torch.device(args.device)
     method = load(run_dir, device)
@@ -278,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help=f"evaluate a run; writes RUN_DIR/{RunDir.eval.name} (or --out)")
     e.add_argument("run_dir")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override eval.* keys")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override eval.* keys (eval.hausdorff is on unless set to false here)")
     e.add_argument("--out", help=f"JSON file to write (default: RUN_DIR/{RunDir.eval.name}; a model folder's "
                                  "shipped one is kept and the new metrics go beside it)")
     e.add_argument("--device", default="auto")
