@@ -1,4 +1,4 @@
-"""RunDir: the one place that names a run directory's files; latent: the operations on a backbone."""
+"""RunDir: the one place that names a run directory's files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from nonvae.errors import CheckpointError
 from nonvae.rundir import RunDir
@@ -58,23 +57,3 @@ def test_layout_and_lookup(tmp_path):
     model.weights().write_bytes(b"")
     assert model.is_export and model.weights_dir() == model.path
 
-
-def test_split_code_operations_compose(tiny_digits):
-    """remove/add/transfer are the same decodes of [E1, E2] codes, whoever calls them."""
-    from nonvae.latent import add_code, decode_parts, pick_pairs, remove_attribute, remove_code, split_codes, transfer
-    from nonvae.methods import build_method
-
-    cfg = tiny_digits(**{"model.backbone": "split"})
-    method = build_method(cfg, (1, 16, 16)).eval()
-    x = torch.rand(3, 1, 16, 16) * 2 - 1
-    content, attribute = split_codes(method, x)
-    assert torch.equal(remove_code(method, x), method.autoencoder.combine(content, torch.zeros_like(attribute)))
-    assert torch.allclose(add_code(method, x[:1], x[1:2]),
-                          method.autoencoder.combine(content[:1], attribute[1:2]))
-    out = transfer(method, x[:2], x[2:])
-    assert torch.allclose(out["added"][1, 0], decode_parts(method, content[1:2], attribute[2:3])[0], atol=1e-6)
-    assert torch.allclose(out["removed"], remove_attribute(method, x[:2]), atol=1e-6)
-    masked = split_codes(method, x, torch.tensor([1.0, 0.0, 1.0]))[1]
-    assert masked[1].abs().sum() == 0 and torch.equal(masked[0], attribute[0])
-    a, b = pick_pairs(10, 3, seed=1)
-    assert len(set(a.tolist() + b.tolist())) == 6 and torch.equal(a, pick_pairs(10, 3, seed=1)[0])
