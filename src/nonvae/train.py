@@ -171,6 +171,108 @@ def check_writable(run_dir: Path) -> None:
         raise TrainingError(f"run directory {run_dir} is not writable: {exc.strerror or exc}") from None
 
 
+class RunLock:
+    """An exclusive ``fcntl.flock`` on RUN_DIR/.lock, held while one process trains the run.
+
+    The kernel drops the lock when its process dies (SIGKILL included), so a lock left by a killed
+    run never blocks a resume; the file only holds the holder's PID for the error message.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.NAME
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole run
+        except OSError as exc:
+            raise TrainingError(f"run directory {self.path.parent} is not writable: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read(64).strip() or "unknown"
+            fh.close()
+            raise TrainingError(
+                f"run directory {self.path.parent} is in use by another nonvae train (PID {holder}); "
+                "wait for it to finish or stop it, or use another --run-dir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor drops the flock
+            self._fh = None
+
+
+# Keys that may differ between the run's config.yaml and the config a resume is started with.
+# Everything else (method, regularizer set, model, dataset identity, seed) defines what the
+# checkpoints are: changing it would silently train (and prune towards) another model.
+RESUMABLE_PREFIXES = ("train.", "eval.", "init.", "regularizers.acai.", "regularizers.domain.",
+                      "regularizers.augment.", "regularizers.ltae.")
+RESUMABLE_KEYS = ("data.root", "data.num_workers", "data.cache_dir", "data.bad_images", "data.train_limit",
+                  "data.test_limit", "data.hflip")
+
+
+def resumable(key: str) -> bool:
+    """May config key ``key`` change when a run resumes?"""
+    return key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_resume_compatible(cfg: Config, run_dir: Path) -> None:
+    """Refuse to resume a run with another method, regularizer set, model or dataset (one line, nothing touched).
+
+    Only runs with a checkpoint are checked; an unreadable config.yaml falls back to the checkpoint's own
+    shape checks. Keys in :data:`RESUMABLE_KEYS` / :data:`RESUMABLE_PREFIXES` may change (with a note).
+    """
+    path = run_dir / "config.yaml"
+    if find_latest(run_dir / "checkpoints") is None or not path.is_file():
+        return
+    try:
+        old = read_yaml(path)
+    except ConfigError:
+        return
+    new = to_dict(cfg)
+    old_regs = sorted(k for k, v in (old.get("regularizers") or {}).items() if v is not None) \
+        if isinstance(old.get("regularizers"), dict) else None
+    new_regs = sorted(k for k, v in new["regularizers"].items() if v is not None)
+    problems = []
+    if "method" in old and old["method"] != new["method"]:
+        problems.append(f"method {_short(old['method'])} -> {new['method']!r}")
+    if old_regs is not None and old_regs != new_regs:
+        problems.append(f"regularizers {old_regs} -> {new_regs}")
+    if not problems:
+        changed = sorted(k for k in _diff_keys(old, new, present_only=True) if not resumable(k))
+        problems = [f"{k} {_short(_get(old, k))} -> {_short(_get(new, k))}" for k in changed[:3]]
+        if len(changed) > 3:
+            problems.append(f"and {len(changed) - 3} more")
+    if problems:
+        raise ConfigError(
+            f"{run_dir}: cannot resume this run with another method or model ({'; '.join(problems)}); "
+            "only train.*, eval.*, init.*, the regularizers' settings and data.root/num_workers/cache_dir/"
+            "bad_images/train_limit/test_limit/hflip may change on resume. Use another --run-dir"
+        )
+
+
+def _get(tree: object, key: str) -> object:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 # --------------------------------------------------------------------------- logging
 class MetricsLog:
     """RUN_DIR/metrics.jsonl (+ TensorBoard when available); rank 0 only."""
@@ -241,8 +343,13 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True  # the same shapes every step: pick the fastest conv kernels
         self.dist.init(self.device, cfg.train.dist_timeout_s)
+        self.lock: RunLock | None = None
         if self.dist.is_main:
             check_writable(self.run_dir)
+        check_resume_compatible(cfg, self.run_dir)  # before anything is written or pruned
+        if self.dist.is_main:
+            self.lock = RunLock(self.run_dir)  # released at the end of fit(), or when this process dies
+            self.lock.acquire()
         torch.manual_seed(cfg.seed)
         self.data = data or build_data(cfg.data, cfg.seed)
         self.method: Method = build_method(cfg, self.data.shape).to(self.device)
@@ -410,6 +517,14 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train to ``train.steps``; the run directory's lock is released on every exit path."""
+        try:
+            return self._fit()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _fit(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         self.resume_or_init()  # first: a checkpoint that does not fit must not overwrite config.yaml
         low, high = self.dist.spread(self.step)
@@ -446,23 +561,26 @@ class Trainer:
                     torch.manual_seed(step_seed(cfg.seed, step, self.dist.rank))
                     batch = batches.get(step)
                     images = len(batch["x"]) * self.dist.world  # two-domain batches hold 2 x batch_size
+                    logs: dict | None = None
                     try:
                         logs = self.method.train_step(batch, step, self.optimizers, self.call)
                     except NonFiniteError as exc:
-                        if t.nonfinite == "skip":
-                            self.log.write(step, {"skipped": 1.0, "reason": str(exc)}, kind="nonfinite")
-                            self.step += 1
-                            continue
-                        raise TrainingError(
-                            f"{exc}; {self._last_good()}. "
-                            "Lower train.lr, set train.grad_clip, or train.nonfinite=skip"
-                        ) from None
+                        if t.nonfinite != "skip":
+                            raise TrainingError(
+                                f"{exc}; {self._last_good()}. "
+                                "Lower train.lr, set train.grad_clip, or train.nonfinite=skip"
+                            ) from None
+                        self.log.write(step, {"skipped": 1.0, "reason": str(exc)}, kind="nonfinite")
                     self.step += 1
-                    last_logs = logs
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-                    if self.step % t.log_every == 0 or self.step == t.steps:
+                    if logs is not None:
+                        last_logs = logs
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+                    # a skipped step still saves, samples and evaluates on schedule: skipping the update
+                    # must never skip a due (or the final) checkpoint
+                    if logs is not None and (self.step % t.log_every == 0 or self.step == t.steps):
                         elapsed = time.time() - started
                         rate = (self.step - started_step) / max(elapsed, 1e-9)
                         self.log.write(self.step, {**logs, "steps_per_s": rate,
@@ -508,11 +626,12 @@ class Trainer:
             hook(self, event)
 
 
-def _diff_keys(old, new, prefix: str = "") -> set[str]:
+def _diff_keys(old, new, prefix: str = "", present_only: bool = False) -> set[str]:
+    """Dotted keys whose values differ; ``present_only``: ignore keys missing on either side."""
     out: set[str] = set()
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in set(old) | set(new):
-            out |= _diff_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        for key in (set(old) & set(new)) if present_only else (set(old) | set(new)):
+            out |= _diff_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key), present_only)
     elif old != new:
         out.add(prefix)
     return out
@@ -524,6 +643,8 @@ def train(cfg: Config, run_dir: str | Path) -> Trainer:
     try:
         trainer.fit()
     finally:
+        if trainer.lock is not None:
+            trainer.lock.release()
         if trainer.dist.active:
             # DDP wrappers hold the process group: release them first, then leave the group on every
             # exit path (a process that exits with gloo work alive can abort at interpreter shutdown)

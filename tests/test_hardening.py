@@ -1,0 +1,166 @@
+"""Issue 15: data loss and silent corruption on resume, export, concurrent runs and odd images.
+
+Each test reproduces a case that lost data or silently did the wrong thing; all go through the
+CLI (one line on stderr, exit 2, nothing touched) or the library the CLI calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nonvae.checkpoint import find_latest, read_state
+from nonvae.cli import main
+from nonvae.config import load_config
+from nonvae.train import RESUMABLE_KEYS, check_resume_compatible, resumable
+
+from .conftest import REPO, tiny_overrides
+
+AE = f"{REPO}/configs/lines/ae.yaml"
+ACAI = f"{REPO}/configs/lines/acai.yaml"
+TINY = [f"--set={s}" for s in tiny_overrides(**{
+    "data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4, "data.test_limit": 64,
+    "train.steps": 2, "train.checkpoint_every": 1, "eval.lines_pairs": 4})]
+ENV = {**os.environ, "PYTHONPATH": f"{REPO}/src", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
+    """Run the CLI, expect exit 2 and exactly one 'nonvae: error:' line containing every needle."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("nonvae: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (symlinks by target) -> its bytes."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[rel] = os.readlink(path).encode()
+        elif path.is_file() and path.name != ".lock":
+            out[rel] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def acai_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("acai") / "run"
+    assert main(["train", ACAI, "--run-dir", str(path), *TINY]) == 0
+    return path
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, symlinks=True)
+    return copy
+
+
+# --------------------------------------------------------------------------- 1. resume with another method
+def test_resume_with_another_method_is_refused_and_touches_nothing(capsys, acai_run: Path, tmp_path: Path) -> None:
+    run = copy_of(acai_run, tmp_path)
+    before = snapshot(run)
+    fails(capsys, ["train", AE, "--run-dir", str(run), *TINY, "--set", "train.steps=4"],
+          str(run), "method 'acai' -> 'ae'", "regularizers", "another --run-dir")
+    assert snapshot(run) == before  # no checkpoint pruned or written, config.yaml as it was
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("method=acai_augment", "method"),
+    ("regularizers.augment.weight=1", "regularizers ['acai'] -> ['acai', 'augment']"),
+    ("model.activation=relu", "model.activation"),  # no shape changes: the checkpoint would load
+    ("data.image_size=32", "data.image_size"),
+    ("seed=3", "seed 0 -> 3"),
+])
+def test_resume_refuses_keys_that_define_the_model(capsys, acai_run: Path, tmp_path: Path, setting: str,
+                                                   needle: str) -> None:
+    run = copy_of(acai_run, tmp_path)
+    before = snapshot(run)
+    extra = ["--set", "regularizers.augment.ops={hflip: 1}"] if "augment" in setting else []
+    fails(capsys, ["train", ACAI, "--run-dir", str(run), *TINY, "--set", setting, *extra], str(run), needle)
+    assert snapshot(run) == before
+
+
+def _resumable_values() -> list[tuple[str, object]]:
+    return [("train.steps", 9), ("train.lr", 0.5), ("train.batch_size", 3), ("eval.batch_size", 7),
+            ("init.from", "x"), ("regularizers.acai.weight", 0.1), ("regularizers.acai.gamma", 0.5),
+            *[(k, v) for k, v in (("data.root", "/elsewhere"), ("data.num_workers", 2), ("data.cache_dir", "/c"),
+                                  ("data.bad_images", "skip"), ("data.train_limit", 5), ("data.test_limit", 5),
+                                  ("data.hflip", True))]]
+
+
+@pytest.mark.parametrize("key, value", _resumable_values())
+def test_documented_resumable_keys_may_change(acai_run: Path, key: str, value: object) -> None:
+    assert resumable(key)
+    cfg = load_config(ACAI, [*(s.split("=", 1)[1] for s in TINY), f"{key}={value}"])
+    check_resume_compatible(cfg, acai_run)  # no error
+
+
+def test_every_documented_data_key_is_listed() -> None:
+    doc = (Path(REPO) / "docs" / "errors.md").read_text()
+    for key in RESUMABLE_KEYS:
+        assert key.split(".")[1] in doc
+    assert not resumable("model.width") and not resumable("method") and not resumable("data.name")
+
+
+def test_resume_with_resumable_change_trains_on(capsys, acai_run: Path, tmp_path: Path) -> None:
+    run = copy_of(acai_run, tmp_path)
+    assert main(["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3",
+                 "--set", "regularizers.acai.weight=0.25"]) == 0
+    assert "config changed" in capsys.readouterr().err
+    assert read_state(find_latest(run / "checkpoints"))["step"] == 3
+
+
+# --------------------------------------------------------------------------- 2. nonfinite=skip still saves
+def test_skipped_steps_never_skip_a_due_checkpoint(tmp_path: Path) -> None:
+    argv = ["train", AE, "--run-dir", str(tmp_path), *TINY, "--set", "train.steps=4",
+            "--set", "train.checkpoint_every=2", "--set", "train.lr=1e30", "--set", "train.nonfinite=skip"]
+    assert main(argv) == 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    skipped = {r["step"] for r in rows if r["kind"] == "nonfinite"}
+    assert {1, 3} <= skipped  # steps 1 and 3 (0-based) end at the due steps 2 and 4
+    assert (tmp_path / "checkpoints" / "step_00000002").is_dir()
+    assert read_state(find_latest(tmp_path / "checkpoints"))["step"] == 4
+
+
+# --------------------------------------------------------------------------- 4. one trainer per run directory
+HOLD = """
+import sys, time
+from pathlib import Path
+from nonvae.train import RunLock
+lock = RunLock(Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_second_trainer_refuses_naming_the_holder_and_a_killed_holder_does_not_block(
+        capsys, acai_run: Path, tmp_path: Path) -> None:
+    run = copy_of(acai_run, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = snapshot(run)
+        fails(capsys, ["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3"],
+              str(run), f"PID {holder.pid}", "in use")
+        assert snapshot(run) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert (run / ".lock").read_text().strip() == str(holder.pid)  # the stale file stays...
+    assert main(["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3"]) == 0  # ...and is no lock
+
