@@ -164,3 +164,37 @@ def test_second_trainer_refuses_naming_the_holder_and_a_killed_holder_does_not_b
     assert (run / ".lock").read_text().strip() == str(holder.pid)  # the stale file stays...
     assert main(["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3"]) == 0  # ...and is no lock
 
+
+
+# --------------------------------------------------------------------------- 3. export never overwrites
+def test_export_refuses_a_non_empty_folder_without_force(capsys, acai_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    fails(capsys, ["export", str(acai_run), "--out", str(out), "--samples", "0"], str(out), "not empty", "--force")
+    assert [p.name for p in out.iterdir()] == ["README.md"] and (out / "README.md").read_text() == "my notes"
+    assert main(["export", str(acai_run), "--out", str(out), "--samples", "0", "--force"]) == 0
+    assert (out / "critic.safetensors").is_file()
+    # --force over an earlier export: the critic of the full export does not linger in an inference-only one
+    assert main(["export", str(acai_run), "--out", str(out), "--samples", "0", "--force", "--inference-only"]) == 0
+    assert not (out / "critic.safetensors").exists()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("inside", ["", "sub", "checkpoints"])
+def test_export_into_its_own_run_is_refused(capsys, acai_run: Path, tmp_path: Path, inside: str) -> None:
+    run = copy_of(acai_run, tmp_path)
+    (run / "eval.json").write_text(json.dumps({"mse": 0.5}))
+    before = snapshot(run)
+    out = run / inside if inside else run
+    fails(capsys, ["export", str(run), "--out", str(out), "--force"], "inside the run directory")
+    assert snapshot(run) == before
+    assert main(["eval", str(run), "--set", "eval.probe=false", "--set", "eval.kmeans=false"]) == 0
+    capsys.readouterr()
+
+
+def test_export_to_a_file_is_refused(capsys, acai_run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    fails(capsys, ["export", str(acai_run), "--out", str(target)], "not a folder")
+    fails(capsys, ["export", str(acai_run), "--out", str(target / "sub")], str(target / "sub"))

@@ -200,7 +200,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nonvae.export import export
 
-    out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples, half=args.half)
+    out = export(args.run_dir, args.out, inference_only=args.inference_only, samples=args.samples, half=args.half,
+                 force=args.force)
     log.info("exported %s to %s", args.run_dir, out)
     return 0
 
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--samples", type=int, default=16,
                    help=f"test images stored in {RunDir.test_images.name} (0: none)")
     x.add_argument("--half", action="store_true", help="store float weights as float16 (half the size)")
+    x.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     x.set_defaults(func=cmd_export)
 
     for _name, module in (("preprocess", "nonvae.preprocess"), ("report", "nonvae.report"),

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from nonvae.checkpoint import STATE_FILE, load_tensors, read_state
 from nonvae.data.base import to_uint8
-from nonvae.errors import NonvaeError
+from nonvae.errors import ConfigError, NonvaeError
 from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
 from nonvae.rundir import RunDir, weights_name
@@ -109,21 +110,79 @@ def describe(cfg, out: Path, step: int | None, half: bool, n_samples: int) -> li
     ]
 
 
+def _check_out(run_dir: Path, out: Path, force: bool) -> None:
+    """Refuse an output folder inside the run (or the run itself), and a non-empty one without ``force``.
+
+    Exporting into the run would overwrite its state and eval.json and freeze later evaluations on the
+    exported step; a non-empty folder may hold someone's files.
+    """
+    try:
+        run_real, out_real = run_dir.resolve(), out.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
+        raise ConfigError(f"--out {out}: not a usable path ({getattr(exc, 'strerror', None) or exc})") from None
+    if out_real == run_real or run_real in out_real.parents:
+        raise ConfigError(f"--out {out}: is inside the run directory {run_dir}; export to a folder outside it")
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"--out {out}: a broken symbolic link")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not force:
+        try:
+            entries = next(os.scandir(out), None)
+        except OSError as exc:
+            raise ConfigError(f"--out {out}: cannot read the folder ({exc.strerror or exc})") from None
+        if entries is not None:
+            raise ConfigError(f"--out {out}: the folder is not empty; pass --force to overwrite the files "
+                              "an export writes there, or choose an empty or new folder")
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """With --force over an earlier export: drop its files this export will not rewrite (another player's
+    weights, an old eval.json, sampler or samples, the older config.yaml layout), so the folder never mixes two."""
+    if not (out / STATE_FILE).is_file():
+        return
+    names = (RunDir.eval.name, RunDir.test_images.name, RunDir.sampler.name, "config.yaml")
+    for path in out.iterdir():
+        stale = path.suffix == ".safetensors" or path.name in names
+        if stale and path.name not in keep and path.is_file():
+            path.unlink()
+
+
 def export(run_dir: str | Path, out: str | Path, inference_only: bool = False, samples: int = 16,
-           half: bool = False) -> Path:
+           half: bool = False, force: bool = False) -> Path:
     """Write the Hub layout (config.json, model.safetensors, README.md) plus eval.json, samples.npz,
-    state.json, the stored sampler and, unless ``inference_only``, the adversaries' weights."""
-    from nonvae.checkpoint import weights_file
-    from nonvae.model import write_config_json, write_model_card, write_weights
+    state.json, the stored sampler and, unless ``inference_only``, the adversaries' weights.
+
+    ``out`` must be new or empty (or ``force``), and outside the run; a write that fails (disk full)
+    is one error line, and the run is never touched.
+    """
+    from safetensors import SafetensorError
+
+    from nonvae.limits import output_folder
     from nonvae.resources import model_path
 
     run_dir, out = model_path(run_dir), Path(out)
-    src, dst = RunDir(run_dir), RunDir(out)
     cfg = config_of(run_dir)
     ckpt = checkpoint_dir_of(run_dir)
     state = read_state(ckpt)
     players = [p for p in state.get("players", []) if not inference_only or p == AUTOENCODER]
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(run_dir, out, force)
+    output_folder(out)
+    try:
+        _remove_stale(out, {RunDir.model_weights.name if p == AUTOENCODER else weights_name(p) for p in players})
+        return _write(run_dir, out, cfg, ckpt, state, players, samples, half)
+    except (OSError, SafetensorError) as exc:
+        where = getattr(exc, "filename", None) or out
+        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        raise NonvaeError(f"{where}: could not write the export ({why}); the run {run_dir} is untouched") from None
+
+
+def _write(run_dir: Path, out: Path, cfg, ckpt: Path, state: dict, players: list[str], samples: int,
+           half: bool) -> Path:
+    from nonvae.checkpoint import weights_file
+    from nonvae.model import write_config_json, write_model_card, write_weights
+
+    src, dst = RunDir(run_dir), RunDir(out)
     cfg = _pin_attribute_base(cfg)
     for name in players:
         target = dst.model_weights if name == AUTOENCODER else out / weights_name(name)
