@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,54 @@ def test_export_to_a_file_is_refused(capsys, acai_run: Path, tmp_path: Path) -> 
     target.write_text("x")
     fails(capsys, ["export", str(acai_run), "--out", str(target)], "not a folder")
     fails(capsys, ["export", str(acai_run), "--out", str(target / "sub")], str(target / "sub"))
+
+
+# --------------------------------------------------------------------------- 5. the image cache sees new content
+def _pgm(path: Path, value: int, size: int = 8) -> None:
+    path.write_bytes(b"P5 %d %d 255\n" % (size, size) + bytes([value]) * (size * size))
+
+
+def test_cache_sees_a_same_size_replacement(tmp_path: Path) -> None:
+    from nonvae.data.cache import cached_images
+    from nonvae.data.folders import list_images
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        _pgm(folder / f"{i}.pgm", 10 * i)
+    first = cached_images(list_images(folder), 8, None, 1, tmp_path / "cache", progress=False)
+    assert first.built and int(first.images[2].max()) == 20
+    target = folder / "2.pgm"
+    stamp = target.stat()
+    _pgm(target, 200)  # same byte size
+    os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # and the old modification time (cp -p)
+    assert target.stat().st_size == stamp.st_size
+    second = cached_images(list_images(folder), 8, None, 1, tmp_path / "cache", progress=False)
+    assert second.built and int(second.images[2].max()) == 200
+    third = cached_images(list_images(folder), 8, None, 1, tmp_path / "cache", progress=False)
+    assert not third.built  # unchanged files: the cache is reused
+
+
+def test_a_killed_cache_build_leaves_no_temporary_file(tmp_path: Path, capsys) -> None:
+    from nonvae.data.cache import cached_images
+    from nonvae.data.folders import list_images
+
+    folder, cache = tmp_path / "imgs", tmp_path / "cache"
+    folder.mkdir()
+    cache.mkdir()
+    for i in range(1200):  # large enough that the build takes a while: it is killed half-way
+        _pgm(folder / f"{i:04d}.pgm", i % 251, size=160)
+    script = ("import sys\n"
+              "from nonvae.data.cache import cached_images\n"
+              "from nonvae.data.folders import list_images\n"
+              "cached_images(list_images(sys.argv[1]), 8, None, 1, sys.argv[2], progress=False, workers=1)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(folder), str(cache)], env=ENV)
+    deadline = time.monotonic() + 60
+    while not [p for p in cache.iterdir() if p.name.endswith(".tmp")] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [p for p in cache.iterdir() if p.name.endswith(".tmp")]  # the killed build's array
+    found = cached_images(list_images(folder), 8, None, 1, cache, progress=False)
+    assert found.built and not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+    assert "interrupted image-cache builds" in capsys.readouterr().err
