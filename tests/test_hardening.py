@@ -250,3 +250,67 @@ def test_a_killed_cache_build_leaves_no_temporary_file(tmp_path: Path, capsys) -
     found = cached_images(list_images(folder), 8, None, 1, cache, progress=False)
     assert found.built and not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     assert "interrupted image-cache builds" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- 6. every Pillow mode: right range or refused
+def test_sixteen_bit_png_keeps_its_range(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from nonvae.data.folders import decode_image
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)  # black..white
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    got = decode_image(tmp_path / "g16.png", 64, channels=1)[0]
+    want = np.round(ramp / 257.0).astype(np.uint8)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert got.min() == 0 and got.max() == 255 and 120 < got.mean() < 135  # not "nearly all 255"
+    rgb = decode_image(tmp_path / "g16.png", 64, channels=3)
+    assert rgb.shape == (3, 64, 64) and (rgb[0] == got).all()
+
+
+@pytest.mark.parametrize("mode, array", [
+    ("F", lambda np: np.linspace(0, 1, 64).reshape(8, 8).astype(np.float32)),
+    ("I", lambda np: np.arange(64).reshape(8, 8).astype(np.int32) * 1000),
+])
+def test_float_and_32_bit_tiffs_are_refused_by_name(capsys, tmp_path: Path, mode: str, array) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "x.tif"
+    Image.fromarray(array(np)).save(path)
+    assert Image.open(path).mode == mode
+    fails(capsys, _image_run(tmp_path, path), str(path), f"mode '{mode}'")
+
+
+def _image_run(tmp_path: Path, image: Path) -> list[str]:
+    """`nonvae train` on two-domain data whose list files name only ``image``."""
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{image}\n{image}\n")
+    return ["train", f"{REPO}/configs/celeba/disentangle.yaml", "--run-dir", str(tmp_path / "run"),
+            *[f"--set=data.{k}" for k in (f"domain_a={lst}", f"domain_b={lst}", f"cache_dir={tmp_path}/c", "root=null",
+                                          "test_limit=1")],
+            "--set", "train.steps=1", "--set", "train.progress=false", "--set", "train.tensorboard=false"]
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"])
+def test_eight_bit_modes_decode_white_as_255(tmp_path: Path, mode: str) -> None:
+    from PIL import Image
+
+    from nonvae.data.folders import decode_image
+
+    white = Image.new("RGB", (8, 8), (255, 255, 255)).convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "YCbCr", "LA", "PA") else "x.png")
+    try:
+        white.save(path)
+    except OSError:
+        pytest.skip(f"Pillow cannot write mode {mode} here")
+    got = decode_image(path, 8, channels=3)
+    assert got.min() >= 250, (mode, Image.open(path).mode, got.min())
+
+
+def test_a_fifo_listed_as_an_image_does_not_hang(capsys, tmp_path: Path) -> None:
+    fifo = tmp_path / "img.png"
+    os.mkfifo(fifo)
+    fails(capsys, _image_run(tmp_path, fifo), str(fifo), "not a regular file")

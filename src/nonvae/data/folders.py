@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,31 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+# Pillow modes that ``convert`` maps to 8-bit L/RGB faithfully; 16-bit greyscale is rescaled first, and every
+# other mode (32-bit integer, floating point, CIELAB, ...) has no agreed range: refused by name.
+CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+MODE_NAMES = {"I": "32-bit integer", "F": "32-bit floating point", "LAB": "CIELAB", "La": "premultiplied LA"}
+
+
+def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
+    """An image in a mode whose ``convert`` to L/RGB keeps the pixel range (0..255 = black..white).
+
+    Pillow's own conversion clips 16-bit values to 255 (a 16-bit PNG turns almost white) and truncates
+    floats to 0 or 1 (a float TIFF turns black), so 16-bit greyscale is rescaled here (/257) and modes
+    without a known range are refused instead of silently read wrong.
+    """
+    mode = im.mode
+    if mode in CONVERTIBLE_MODES:
+        return im
+    if mode in SIXTEEN_BIT_MODES or (mode == "I" and im.format == "PNG"):  # older Pillow opens 16-bit PNGs as I
+        wide = np.asarray(im).astype(np.uint32)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    name = MODE_NAMES.get(mode, "unsupported")
+    raise DataError(f"{path}: {name} images (Pillow mode {mode!r}) are not supported; save it as 8-bit or "
+                    "16-bit greyscale, or 8-bit RGB")
+
+
 def decode_image(path: str | Path, image_size: int, crop: int | None = None, channels: int = 3) -> np.ndarray:
     """One image -> uint8 (channels, image_size, image_size): centre crop, then antialiased resize.
 
@@ -101,8 +127,10 @@ def decode_image(path: str | Path, image_size: int, crop: int | None = None, cha
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block (or never end) on open
+            raise DataError(f"{path}: not a regular file, cannot be an image")
         with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
+            im = _to_8bit(im, path).convert("RGB" if channels == 3 else "L")
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
