@@ -23,10 +23,10 @@ from common import REPO, benchmark_parser, parse_args, schedule, train_and_evalu
 
 CONFIG = REPO / "src" / "nonvae" / "configs" / "fashion_mnist" / "ltae_s.yaml"
 VARIANTS = {
-    "ae": ["model.transform=none", "regularizers.ltae=null"],
-    "ltae_s": ["model.transform=standardize"],
-    "ltae_m": ["model.transform=minmax"],
-    "ltae_m_batch": ["model.transform=minmax", "regularizers.ltae.scope=batch"],
+    "ae": ["method=ae", "model.transform=none", "regularizers.ltae=null"],
+    "ltae_s": ["method=ltae_s", "model.transform=standardize"],
+    "ltae_m": ["method=ltae_m", "model.transform=minmax"],
+    "ltae_m_batch": ["method=ltae_m", "model.transform=minmax", "regularizers.ltae.scope=batch"],
 }
 
 

@@ -162,18 +162,24 @@ def test_checkpoint_of_another_shape(capsys, run: Path, tmp_path: Path) -> None:
     cfg["model"]["latent_channels"] = 8
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
     fails(capsys, ["eval", str(copy)], str(latest / "autoencoder.safetensors"), "shape")
-    # resuming with the changed config: same error, and config.yaml of the run is not overwritten
+    # resuming with the changed config: refused by the config check, config.yaml of the run is not overwritten
     copy2, latest2 = damaged(run, tmp_path, "copy2")
     before = (copy2 / "config.yaml").read_text()
-    fails(capsys, ["train", AE, "--run-dir", str(copy2), *TINY, "--set", "model.latent_channels=8",
-                   "--set", "train.steps=4"], str(latest2 / "autoencoder.safetensors"), "shape")
+    resume = ["train", AE, "--run-dir", str(copy2), *TINY, "--set", "model.latent_channels=8", "--set", "train.steps=4"]
+    fails(capsys, resume, str(copy2), "model.latent_channels 4 -> 8")
     assert (copy2 / "config.yaml").read_text() == before
+    # without a readable config.yaml, the checkpoint's own shape check still refuses it
+    (copy2 / "config.yaml").write_text("{")
+    fails(capsys, resume, str(latest2 / "autoencoder.safetensors"), "shape")
+    assert (copy2 / "config.yaml").read_text() == "{"
 
 
 def test_checkpoint_of_another_method(capsys, run: Path, tmp_path: Path) -> None:
     copy, latest = damaged(run, tmp_path)
-    fails(capsys, ["train", f"{REPO}/configs/lines/acai.yaml", "--run-dir", str(copy), *TINY,
-                   "--set", "train.steps=4"], str(latest), "'critic'", "another method")
+    resume = ["train", f"{REPO}/configs/lines/acai.yaml", "--run-dir", str(copy), *TINY, "--set", "train.steps=4"]
+    fails(capsys, resume, str(copy), "method 'ae' -> 'acai'")
+    (copy / "config.yaml").unlink()  # without the run's config, the checkpoint's players still tell
+    fails(capsys, resume, str(latest), "'critic'", "another method")
 
 
 def test_pickle_named_safetensors_is_refused(capsys, run: Path, tmp_path: Path) -> None:

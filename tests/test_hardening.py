@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nonvae.checkpoint import find_latest, read_state
 from nonvae.cli import main
@@ -314,3 +315,23 @@ def test_a_fifo_listed_as_an_image_does_not_hang(capsys, tmp_path: Path) -> None
     fifo = tmp_path / "img.png"
     os.mkfifo(fifo)
     fails(capsys, _image_run(tmp_path, fifo), str(fifo), "not a regular file")
+
+
+# --------------------------------------------------------------------------- 7. method names what is built
+@pytest.mark.parametrize("config, setting, needles", [
+    (AE, "method=vae", ["'vae' is not a method", "it builds 'ae'"]),
+    (AE, "method=acai", ["'acai' needs regularizers.acai", "no regularizers"]),
+    (ACAI, "method=ae", ["'ae' needs no regularizers", "regularizers.acai"]),
+    (f"{REPO}/configs/fashion_mnist/ltae_s.yaml", "model.transform=minmax", ["'ltae_s' needs", "'ltae_m'"]),
+])
+def test_method_must_match_what_the_config_builds(capsys, tmp_path: Path, config: str, setting: str,
+                                                  needles: list[str]) -> None:
+    fails(capsys, ["train", config, "--run-dir", str(tmp_path / "r"), "--set", setting], "config key 'method'",
+          *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_shipped_config_names_its_method() -> None:
+    for path in sorted(Path(REPO, "configs").glob("*/*.yaml")):
+        assert load_config(path).method == yaml.safe_load(path.read_text())["method"]
+    assert load_config(None, ["regularizers.acai.weight=1"]).method == "acai"  # no method key: named after it

@@ -450,8 +450,68 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+# method label -> (the regularizer sections it has, the model.transform it needs or None for any)
+METHODS: dict[str, tuple[frozenset[str], str | None]] = {
+    "ae": (frozenset(), None),
+    "acai": (frozenset({"acai"}), None),
+    "ae_augment": (frozenset({"augment"}), None),
+    "augment_finetune": (frozenset({"augment"}), None),
+    "acai_augment": (frozenset({"acai", "augment"}), None),
+    "disentangle": (frozenset({"domain"}), None),
+    "disentangle_acai": (frozenset({"domain", "acai"}), None),
+    "disentangle_augment": (frozenset({"domain", "augment"}), None),
+    "ltae_s": (frozenset({"ltae"}), "standardize"),
+    "ltae_m": (frozenset({"ltae"}), "minmax"),
+}
+
+
+def built_method(cfg: Config) -> str:
+    """The method name of what ``cfg`` builds: a preset's name, else its regularizers joined by '+'."""
+    regs = frozenset(k for k, v in cfg.regularizers.items() if v is not None)
+    for name, (want, transform) in METHODS.items():
+        if want == regs and transform in (None, cfg.model.transform):
+            return name
+    return "+".join(sorted(regs))
+
+
+def check_method(cfg: Config) -> None:
+    """``method`` must name what the config builds: a label that lies ('acai' on a config without the
+    critic, 'vae') would report one method's results as another's. A preset's name must match its
+    regularizers; with a plugin's regularizer, any name that is not a preset's is accepted."""
+    built = built_method(cfg)
+    if cfg.method == built:
+        return
+    regs = sorted(k for k, v in cfg.regularizers.items() if v is not None)
+    if cfg.method in METHODS:
+        want, transform = METHODS[cfg.method]
+        if want == frozenset(regs) and transform in (None, cfg.model.transform):
+            return  # e.g. augment_finetune and ae_augment build the same thing
+        needs = ", ".join(f"regularizers.{r}" for r in sorted(want)) or "no regularizers"
+        if transform:
+            needs += f" and model.transform: {transform}"
+        raise ConfigError(
+            f"config key 'method': {cfg.method!r} needs {needs}, but this config has "
+            f"{', '.join(f'regularizers.{r}' for r in regs) or 'no regularizers'}"
+            f"{f' and model.transform: {cfg.model.transform}' if transform else ''}, which is method {built!r}"
+        )
+    builtin = {r for want, _ in METHODS.values() for r in want}
+    if any(r not in builtin for r in regs):
+        return  # a plugin's regularizer: its method's name is the plugin's to choose
+    valid = sorted({*METHODS, built})
+    raise ConfigError(f"config key 'method': {_cut(cfg.method)!r} is not a method this config builds "
+                      f"(it builds {built!r})" + did_you_mean(cfg.method, valid).replace(" (valid:", " (methods:"))
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (a path or a built-in name; defaults when None), apply overrides, validate."""
+    """Read a YAML config (a path or a built-in name; defaults when None), apply overrides, validate.
+
+    Without a ``method`` key the method is named after what the config builds (see :data:`METHODS`);
+    with one, it must match.
+    """
     if path is not None:
         from nonvae.resources import config_path
 
@@ -461,7 +521,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         if data.get("plugins") is not None:  # first: they register the parts the rest may name
             data["plugins"] = load_plugins(data["plugins"], Path(path).parent if path is not None else Path.cwd())
-        return from_dict(Config, data)
+        cfg = from_dict(Config, data)
+        if "method" in data:
+            check_method(cfg)
+        else:
+            cfg.method = built_method(cfg)
+        return cfg
     except ConfigError as exc:
         if path is not None:
             raise ConfigError(f"{path}: {exc}") from None
