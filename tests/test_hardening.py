@@ -335,3 +335,37 @@ def test_every_shipped_config_names_its_method() -> None:
     for path in sorted(Path(REPO, "configs").glob("*/*.yaml")):
         assert load_config(path).method == yaml.safe_load(path.read_text())["method"]
     assert load_config(None, ["regularizers.acai.weight=1"]).method == "acai"  # no method key: named after it
+
+
+# --------------------------------------------------------------------------- 8. the rest of the silent cases
+def test_duplicate_yaml_keys_are_refused_with_file_and_line(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("method: ae\ntrain:\n  steps: 3\n  lr: 0.1\n  steps: 5\n")
+    fails(capsys, ["train", str(path)], f"{path}: line 5", "duplicate key 'steps' (first on line 3)")
+    fails(capsys, ["train", AE, "--set", "train={steps: 1, steps: 2}"], "duplicate key 'steps'")
+
+
+@pytest.mark.parametrize("ops", ["{color_noise: {p: 1, sigma: .inf}}", "{color_noise: {p: 1, sigma: .nan}}",
+                                 "{hflip: .inf}", "{hflip: 1e400}", f"{{hflip: {10**400}}}",
+                                 f"{{color_noise: {{sigma: {10**400}}}}}"])
+def test_non_finite_augmentation_settings_are_refused(capsys, tmp_path: Path, ops: str) -> None:
+    fails(capsys, ["train", f"{REPO}/configs/lines/acai_augment.yaml", "--run-dir", str(tmp_path / "r"),
+                   "--set", f"regularizers.augment.ops={ops}"], "regularizers.augment.ops", "finite")
+
+
+def test_lines_with_three_channels_is_refused_not_trained_as_one(capsys, tmp_path: Path) -> None:
+    fails(capsys, ["train", AE, "--run-dir", str(tmp_path / "r"), *TINY, "--set", "data.channels=3"],
+          "lines images have 1 channel", "channels=3")
+    assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("step", [10**30, 2**40, 7, -1, True])
+def test_absurd_step_in_state_json_is_refused(capsys, acai_run: Path, tmp_path: Path, step: object) -> None:
+    run = copy_of(acai_run, tmp_path)
+    latest = (run / "checkpoints" / "latest").resolve()
+    state = json.loads((latest / "state.json").read_text())
+    state["step"] = step
+    (latest / "state.json").write_text(json.dumps(state))
+    before = snapshot(run)
+    fails(capsys, ["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3"], str(latest / "state.json"))
+    assert snapshot(run) == before

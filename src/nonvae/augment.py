@@ -26,6 +26,7 @@ Ops (images in [-1, 1], shape (N, C, H, W) kept, output clipped to [-1, 1]):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,6 +76,14 @@ _APPLY: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def _finite(x: float) -> float:
+    """float(x), with an integer too large for a float as inf (refused by the callers)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf
+
+
 def _parse_op(name: str, spec: Any, where: str) -> tuple[float, dict[str, Any]]:
     """(probability, parameters) from a number or a {p: .., param: ..} mapping."""
     params = dict(PARAMS[name])
@@ -88,16 +97,16 @@ def _parse_op(name: str, spec: Any, where: str) -> tuple[float, dict[str, Any]]:
             params[key] = value
     else:
         p = spec
-    if isinstance(p, bool) or not isinstance(p, int | float) or not p >= 0:
-        raise ConfigError(f"{where}.{name}: probability must be a number >= 0, got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= _finite(p) < math.inf:
+        raise ConfigError(f"{where}.{name}: probability must be a finite number >= 0, got {str(p)[:40]!r}")
     if name == "rot90" and params["k"] != "random":
         k = params["k"]
         if isinstance(k, bool) or not isinstance(k, int) or k not in (1, 2, 3):
-            raise ConfigError(f"{where}.rot90.k: expected 'random' or 1, 2, 3 (quarter turns), got {k!r}")
+            raise ConfigError(f"{where}.rot90.k: expected 'random' or 1, 2, 3 (quarter turns), got {str(k)[:40]!r}")
     if name == "color_noise":
         sigma = params["sigma"]
-        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or sigma < 0:
-            raise ConfigError(f"{where}.color_noise.sigma: expected a number >= 0, got {sigma!r}")
+        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= _finite(sigma) < math.inf:
+            raise ConfigError(f"{where}.color_noise.sigma: expected a finite number >= 0, got {str(sigma)[:40]!r}")
         params["sigma"] = float(sigma)
     return float(p), params
 

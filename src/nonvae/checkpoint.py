@@ -29,6 +29,7 @@ from nonvae.rundir import RunDir, weights_name
 
 STEP_RE = re.compile(r"^step_(\d+)$")
 STATE_FILE = "state.json"
+MAX_STEP = 2**40  # far beyond any run (2^24 samples at batch 64 is 2^18 steps); larger is a corrupt state
 
 
 def _fsync_dir(path: Path) -> None:
@@ -196,11 +197,16 @@ def read_state(path: Path) -> dict:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CheckpointError(f"{path / STATE_FILE}: unreadable checkpoint state ({reason})") from None
     step = state.get("step") if isinstance(state, dict) else None
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < MAX_STEP:
         raise CheckpointError(f"{path / STATE_FILE}: not a nonvae checkpoint state (no valid 'step')")
+    named = STEP_RE.match(path.resolve().name)
+    if named and int(named.group(1)) != step:
+        raise CheckpointError(f"{path / STATE_FILE}: says step {step} but the folder is {path.resolve().name} "
+                              "(corrupt or edited checkpoint state)")
     players = state.get("players", [])
     bad_players = not isinstance(players, list) or not all(isinstance(p, str) for p in players)
-    bad_ints = any(not isinstance(state.get(k, 1), int) for k in ("seed", "world_size", "batch_size"))
+    bad_ints = any(not isinstance(state.get(k, 1), int) or isinstance(state.get(k, 1), bool)
+                   or not 0 <= state.get(k, 1) < 2**63 for k in ("seed", "world_size", "batch_size"))
     if bad_players or bad_ints or not isinstance(state.get("optimizers", {}), dict):
         raise CheckpointError(f"{path / STATE_FILE}: not a nonvae checkpoint state (malformed fields)")
     return state
@@ -263,6 +269,54 @@ def weights_file(folder: str | Path, name: str) -> Path:
     return RunDir(folder).weights(name)
 
 
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+
+
+def _check_optimizer_tensors(tensors: dict[str, torch.Tensor], plain: dict, opt: torch.optim.Optimizer,
+                             step: int) -> None:
+    """Every saved Adam tensor has its parameter's shape and a float dtype, holds finite values, and no
+    parameter misses one.
+
+    torch loads any tensors here; a wrong shape then segfaults the fused Adam kernel (exit 139), and a
+    NaN moment shows up only as a non-finite loss that looks like a too-high learning rate.
+    """
+    params = [p for group in opt.param_groups for p in group["params"]]
+    ids = [i for group in plain["param_groups"] for i in group["params"]]
+    by_id = dict(zip(ids, params, strict=True))  # saved ids -> this optimizer's parameters, in order
+    amsgrad = any(group.get("amsgrad") for group in opt.param_groups)
+    expected = set(ADAM_STATE) | ({"max_exp_avg_sq"} if amsgrad else set())
+    seen: dict[int, set[str]] = {}
+    for key, value in tensors.items():
+        idx_text, _, field = key.partition(".")
+        if not idx_text.isdigit() or int(idx_text) not in by_id or field not in expected:
+            raise ValueError(f"unexpected tensor {key[:60]!r}")
+        param = by_id[int(idx_text)]
+        seen.setdefault(int(idx_text), set()).add(field)
+        if not value.is_floating_point():
+            raise ValueError(f"tensor {key!r} is {value.dtype}, expected a float tensor")
+        if field == "step":
+            if value.numel() != 1 or not 0 <= float(value) <= max(step, 0) + 1:
+                raise ValueError(f"tensor {key!r} is not a step count in [0, {step}]")
+            continue
+        if tuple(value.shape) != tuple(param.shape):
+            raise ValueError(f"tensor {key!r} has shape {tuple(value.shape)}, its parameter {tuple(param.shape)}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"tensor {key!r} holds NaN or infinite values (corrupt file)")
+        if field != "exp_avg" and bool((value < 0).any()):
+            raise ValueError(f"tensor {key!r} has negative second moments (corrupt file)")
+    for idx_text, entry in plain["state"].items():
+        if not str(idx_text).isdigit() or int(idx_text) not in by_id or not isinstance(entry, dict):
+            raise ValueError(f"state entry {str(idx_text)[:20]!r} does not match a parameter")
+        for field, value in entry.items():  # plain (JSON) values: only an old-style numeric step
+            if field != "step" or isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 <= value <= step + 1:
+                raise ValueError(f"state entry {idx_text}.{str(field)[:20]} is {str(value)[:20]!r}")
+            seen.setdefault(int(idx_text), set()).add(field)
+    for idx, fields in seen.items():
+        if fields != expected:
+            raise ValueError(f"parameter {idx} has {sorted(fields)}, Adam needs {sorted(expected)}")
+
+
 def load_checkpoint(
     path: str | Path,
     players: dict[str, torch.nn.Module],
@@ -288,6 +342,7 @@ def load_checkpoint(
             tensors = load_tensors(path / f"optim_{name}.safetensors")
             try:
                 _check_param_groups(plain, opt)
+                _check_optimizer_tensors(tensors, plain, opt, int(state["step"]))
                 opt.load_state_dict(optimizer_from_flat(tensors, plain))
             except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
                 why = " ".join(str(exc).split()) or type(exc).__name__

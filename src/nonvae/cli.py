@@ -17,6 +17,8 @@ from nonvae.rundir import RunDir
 
 log = logging.getLogger("nonvae")
 
+MAX_MESSAGE = 2000
+
 
 def default_run_dir(config: str) -> Path:
     path = Path(config)
@@ -369,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     except NonvaeError as exc:
         if args.debug:
             raise
-        print("nonvae: error: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
+        message = " ".join(str(exc).split())  # always one line
+        if len(message) > MAX_MESSAGE:  # a message quoting a huge value is cut, never printed whole
+            message = message[: MAX_MESSAGE - 5] + " ..."
+        print("nonvae: error: " + message, file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         msg = str(exc) or "interrupted"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -54,13 +55,13 @@ def _bound_error(bounds: dict, value: Any) -> str | None:
         if lo_ok and hi_ok:
             continue
         if "ge" in bounds and "le" in bounds:
-            return f"must be in [{bounds['ge']:g}, {bounds['le']:g}], got {value!r}"
+            return f"must be in [{bounds['ge']:g}, {bounds['le']:g}], got {_show(value)}"
         if not lo_ok:
-            return f"must be > {bounds['gt']:g}, got {value!r}" if "gt" in bounds and not v > bounds["gt"] \
-                else f"must be >= {bounds['ge']:g}, got {value!r}"
+            return f"must be > {bounds['gt']:g}, got {_show(value)}" if "gt" in bounds and not v > bounds["gt"] \
+                else f"must be >= {bounds['ge']:g}, got {_show(value)}"
         limit = bounds.get("lt", bounds.get("le"))
         text = "2**63" if limit == 2**63 else f"{limit:g}"
-        return f"must be {'<' if 'lt' in bounds else '<='} {text}, got {value!r}"
+        return f"must be {'<' if 'lt' in bounds else '<='} {text}, got {_show(value)}"
     return None
 
 
@@ -145,9 +146,9 @@ class TrainConfig:
 
     def validate(self, where: str) -> None:
         if len(self.betas) != 2:
-            raise ConfigError(f"config key '{where}.betas': expected two numbers, got {self.betas!r}")
+            raise ConfigError(f"config key '{where}.betas': expected two numbers, got {_show(self.betas)}")
         if not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"config key '{where}.betas': each must be in [0, 1), got {self.betas!r}")
+            raise ConfigError(f"config key '{where}.betas': each must be in [0, 1), got {_show(self.betas)}")
 
 
 @dataclass
@@ -217,13 +218,24 @@ def _yaml_name(name: str) -> str:
     return name
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 6
+_REPR.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: bounded (a huge or deeply aliased value is cut, never printed whole)."""
+    return _REPR.repr(value)
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
 def _not_one_of(where: str, value: Any, options: typing.Sequence[str]) -> ConfigError:
-    return ConfigError(f"config key '{where}': {value!r} is not one of {', '.join(options)}"
-                       + did_you_mean(str(value), options).split(" (valid")[0])
+    return ConfigError(f"config key '{where}': {_show(value)} is not one of {', '.join(options)}"
+                       + did_you_mean(_cut(str(value)), options).split(" (valid")[0])
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -243,7 +255,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"config key '{where}': invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"config key '{where}': invalid value {_show(value)}")
     if origin is Literal:
         options = typing.get_args(tp)
         text = _convert(str, value, where)
@@ -259,24 +271,24 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"config key '{where}': expected a list, got {value!r}")
+            raise ConfigError(f"config key '{where}': expected a list, got {_show(value)}")
         return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{where}': expected a mapping, got {value!r}")
+            raise ConfigError(f"config key '{where}': expected a mapping, got {_show(value)}")
         return dict(value)
     if tp is Any:
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{where}': expected true/false, got {value!r}")
+        raise ConfigError(f"config key '{where}': expected true/false, got {_show(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"config key '{where}': expected an integer, got {value!r}")
+        raise ConfigError(f"config key '{where}': expected an integer, got {_show(value)}")
     if tp is float:
         number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -290,16 +302,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             except ValueError:
                 pass
         if number is None:
-            raise ConfigError(f"config key '{where}': expected a number, got {value!r}")
+            raise ConfigError(f"config key '{where}': expected a number, got {_show(value)}")
         if not math.isfinite(number):  # no setting means anything at nan/inf; torch would fail later
-            raise ConfigError(f"config key '{where}': expected a finite number, got {value!r}")
+            raise ConfigError(f"config key '{where}': expected a finite number, got {_show(value)}")
         return number
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key '{where}': expected a string, got {value!r}")
+        raise ConfigError(f"config key '{where}': expected a string, got {_show(value)}")
     raise ConfigError(f"config key '{where}': unsupported type {_type_name(tp)}")
 
 
@@ -327,7 +339,7 @@ def _variant(registry: Registry, base: type, value: Any, where: str) -> Any:
               for f in dataclasses.fields(c)}
     for key in data:
         if key not in own and key not in others:
-            raise ConfigError(f"unknown config key {f'{where}.{key}'!r}" + did_you_mean(str(key), own))
+            raise ConfigError(f"unknown config key {_cut(f'{where}.{key}')!r}" + did_you_mean(_cut(str(key)), own))
     return from_dict(cls, {k: v for k, v in data.items() if k in own}, where)
 
 
@@ -337,7 +349,7 @@ def _sections(registry: Registry, value: Any, where: str) -> Sections:
     names = registry.names()
     for key in data:
         if key not in names:
-            raise ConfigError(f"unknown config key {f'{where}.{key}'!r}" + did_you_mean(str(key), names))
+            raise ConfigError(f"unknown config key {_cut(f'{where}.{key}')!r}" + did_you_mean(_cut(str(key)), names))
     out = Sections()
     for name in names:  # registry order, not YAML order: it fixes the order of the loss terms
         if data.get(name) is not None:
@@ -353,7 +365,7 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
-            raise ConfigError(f"unknown config key {path!r}" + did_you_mean(str(key), fields))  # repr: 1 line
+            raise ConfigError(f"unknown config key {_cut(path)!r}" + did_you_mean(_cut(str(key)), fields))
         f = fields[key]
         if "variant" in f.metadata:
             kwargs[f.name] = _variant(f.metadata["variant"], hints[f.name], value, path)
@@ -397,14 +409,17 @@ def _validate(obj: Any, where: str) -> None:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'a.b=c' -> (['a', 'b'], yaml-parsed c)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.steps=1000")
+        raise ConfigError(f"--set {_cut(text)!r}: expected KEY=VALUE, e.g. train.steps=1000")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"--set {_cut(text)!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except (yaml.YAMLError, RecursionError):
+        value = safe_yaml(raw) if raw.strip() else None
+    except (yaml.YAMLError, RecursionError) as exc:
+        if isinstance(exc, yaml.YAMLError) and ("duplicate key" in str(exc) or "alias" in str(exc)):
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"--set {_cut(text)!r}: {_cut(' '.join(problem.split()), 200)}") from None
         value = raw
     return key.split("."), value
 
@@ -419,9 +434,60 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{part}' is not a section")
+                raise ConfigError(f"--set {_cut(text)!r}: '{_cut(part)}' is not a section")
             node = child
         node[path[-1]] = value
+    return data
+
+
+MAX_YAML_BYTES = 1 << 20  # a config is a few KiB; more is not a config
+MAX_YAML_NODES = 100_000  # after expanding aliases: a few-hundred-byte alias bomb expands to billions
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys (YAML says they are an error; PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 - PyYAML's signature
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except TypeError:
+                continue  # an unhashable key: PyYAML's own error follows
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_cut(repr(key))} (first on line {seen[key].line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(obj: Any, memo: dict[int, int], limit: int) -> int:
+    """Number of values in ``obj`` counting every alias expansion (shared objects once per use), capped."""
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    memo[key] = limit + 1  # a cycle (recursive alias) counts as too many
+    children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    total = 1
+    for child in children:
+        total += _expanded_size(child, memo, limit)
+        if total > limit:
+            break
+    memo[key] = min(total, limit + 1)
+    return memo[key]
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with duplicate keys refused and alias expansion bounded (YAMLError otherwise)."""
+    loader = _StrictLoader(text)  # a SafeLoader: never constructs Python objects
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    if _expanded_size(data, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+        raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)")
     return data
 
 
@@ -431,12 +497,15 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file "
+                              f"(at most {MAX_YAML_BYTES})")
+        data = safe_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
+        where = f"{path}: line {mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{line}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{where}: invalid YAML: {_cut(problem, 200)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) file") from None
     except RecursionError:  # PyYAML composes recursively: absurdly deep nesting
@@ -490,7 +559,7 @@ def check_method(cfg: Config) -> None:
         if transform:
             needs += f" and model.transform: {transform}"
         raise ConfigError(
-            f"config key 'method': {cfg.method!r} needs {needs}, but this config has "
+            f"config key 'method': {_cut(cfg.method)!r} needs {needs}, but this config has "
             f"{', '.join(f'regularizers.{r}' for r in regs) or 'no regularizers'}"
             f"{f' and model.transform: {cfg.model.transform}' if transform else ''}, which is method {built!r}"
         )
@@ -499,7 +568,8 @@ def check_method(cfg: Config) -> None:
         return  # a plugin's regularizer: its method's name is the plugin's to choose
     valid = sorted({*METHODS, built})
     raise ConfigError(f"config key 'method': {_cut(cfg.method)!r} is not a method this config builds "
-                      f"(it builds {built!r})" + did_you_mean(cfg.method, valid).replace(" (valid:", " (methods:"))
+                      f"(it builds {built!r})"
+                      + did_you_mean(_cut(cfg.method), valid).replace(" (valid:", " (methods:"))
 
 
 def _cut(text: str, limit: int = 60) -> str:

@@ -48,7 +48,7 @@ import torch
 
 from nonvae.config import DataConfig
 from nonvae.data.base import DataBundle, ImageSet
-from nonvae.errors import DataError
+from nonvae.errors import ConfigError, DataError
 from nonvae.registry import register_dataset
 
 LINE_WIDTH = 2.0
@@ -197,6 +197,9 @@ def lines_test_pairs(
 @register_dataset("lines")
 def build_lines(cfg: DataConfig, seed: int) -> DataBundle:
     """data.name lines: an endless seeded training stream and data.test_limit (default 1024) test lines."""
+    if cfg.channels != 1:  # never train a 1-channel model while config.yaml says otherwise
+        raise ConfigError(f"data: lines images have 1 channel but the config says channels={cfg.channels}; "
+                          "set data.channels=1")
     stream = LinesStream(size=cfg.image_size, seed=seed)
     test = lines_test_set(cfg.test_limit or 1024, size=cfg.image_size)
     return DataBundle(cfg.name, stream, test, None, (1, cfg.image_size, cfg.image_size))
