@@ -91,7 +91,8 @@ def test_resume_refuses_keys_that_define_the_model(capsys, acai_run: Path, tmp_p
                                                    needle: str) -> None:
     run = copy_of(acai_run, tmp_path)
     before = snapshot(run)
-    extra = ["--set", "regularizers.augment.ops={hflip: 1}"] if "augment" in setting else []
+    extra = ["--set", "regularizers.augment.ops={hflip: 1}", "--set", "method=acai_augment"] \
+        if "augment" in setting else []
     fails(capsys, ["train", ACAI, "--run-dir", str(run), *TINY, "--set", setting, *extra], str(run), needle)
     assert snapshot(run) == before
 

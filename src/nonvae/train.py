@@ -216,8 +216,7 @@ class RunLock:
 # Keys that may differ between the run's config.yaml and the config a resume is started with.
 # Everything else (method, regularizer set, model, dataset identity, seed) defines what the
 # checkpoints are: changing it would silently train (and prune towards) another model.
-RESUMABLE_PREFIXES = ("train.", "eval.", "init.", "regularizers.acai.", "regularizers.domain.",
-                      "regularizers.augment.", "regularizers.ltae.")
+RESUMABLE_PREFIXES = ("train.", "eval.", "init.", "regularizers.")  # the set of regularizers is checked apart
 RESUMABLE_KEYS = ("data.root", "data.num_workers", "data.cache_dir", "data.bad_images", "data.train_limit",
                   "data.test_limit", "data.hflip")
 
