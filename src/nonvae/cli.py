@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from pathlib import Path
 
 from nonvae.errors import ConfigError, NonvaeError
@@ -146,12 +147,17 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from nonvae.data import build_data
     from nonvae.errors import ConfigError
     from nonvae.latent import interpolate, pick_pairs
+    from nonvae.limits import check_memory
     from nonvae.pipeline import config_of, load, test_set_or_samples
 
     if args.pairs <= 0 or args.steps < 2:
         raise ConfigError("--pairs must be > 0 and --steps >= 2")
-    method = load(args.run_dir, args.device)
     cfg = config_of(args.run_dir)
+    c, size = cfg.data.channels, cfg.data.image_size
+    # the decoded float32 images, their numpy copy and the compressed write's buffer
+    check_memory(3 * 4 * args.pairs * (args.steps + 2) * c * size * size,
+                 f"--pairs {args.pairs} x --steps {args.steps}")
+    method = load(args.run_dir, args.device)
     test, note = test_set_or_samples(args.run_dir, lambda: build_data(cfg.data, cfg.seed).test)
     if note:
         log.warning("note: %s", note)
@@ -185,6 +191,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
         raise ConfigError(f"--out {out}: expected a .png or .npz file name")
+    from nonvae.limits import check_memory
+    from nonvae.pipeline import config_of
+
+    cfg = config_of(args.run_dir)
+    check_memory(3 * 4 * args.n * cfg.data.channels * cfg.data.image_size ** 2, f"--n {args.n}")
     model = Autoencoder.from_pretrained(args.run_dir, device=args.device)
     images = model.sample(args.n, seed=args.seed).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +243,28 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+MAX_INT_OPTION = 2**63  # torch seeds and sizes are 64-bit: larger values fail deep inside with a traceback
+
+
+def _int_option(text: str) -> int:
+    """An integer option's value: a plain integer with |value| < 2**63 (its own range is checked later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+    if not -MAX_INT_OPTION < value < MAX_INT_OPTION:
+        raise argparse.ArgumentTypeError(f"{text[:40]}{'...' if len(text) > 40 else ''} is out of range")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other user error (``nonvae: error: ...``)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"nonvae: error: {self.prog}: {text[:MAX_MESSAGE]}\n")
+
+
 def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     """--debug, -q, -v: on the top-level parser and again after each sub-command."""
     default = False if top else argparse.SUPPRESS  # a sub-command's flag never resets one given before it
@@ -246,6 +279,8 @@ def _finish(sub: argparse.ArgumentParser) -> None:
     sub.formatter_class = HelpFormatter
     _add_common(sub, top=False)
     for action in sub._actions:
+        if action.type is int:
+            action.type = _int_option
         if action.dest == "device":
             action.default = "auto"
             action.help = "torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N"
@@ -268,7 +303,7 @@ def _finish(sub: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from nonvae import __version__
 
-    p = argparse.ArgumentParser(prog="nonvae", description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p = Parser(prog="nonvae", description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"nonvae {__version__}")
     _add_common(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

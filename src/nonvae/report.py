@@ -429,6 +429,10 @@ def write_report(run_dirs: Sequence[PathLike], out: PathLike, title: str | None 
     for p in paths:
         if not p.exists():
             raise CheckpointError(f"{p}: no such run directory or model folder")
+    from nonvae.limits import check_memory
+
+    # lower bound: the pairs' decoded float32 frames (at least 32 px a side, one channel), three copies
+    check_memory(3 * 4 * pairs * (steps + 2) * 32 * 32, f"nonvae report --pairs {pairs} x --steps {steps}")
     pre = {Path(k).resolve(): v for k, v in (preloaded or {}).items()}
     names = unique_names(paths)
     pages = [collect_run(p, n, device, pre.get(p.resolve()), pairs, steps) for p, n in zip(paths, names, strict=True)]

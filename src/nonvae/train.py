@@ -29,6 +29,7 @@ from nonvae.config import Config, dump_config, from_dict, read_yaml, to_dict
 from nonvae.data import DataBundle, build_data
 from nonvae.errors import ConfigError, NonvaeError, TrainingError
 from nonvae.hooks import Hook, default_hooks
+from nonvae.limits import check_training_memory
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
 from nonvae.rundir import RunDir
 
@@ -343,6 +344,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # the same shapes every step: pick the fastest conv kernels
         self.dist.init(self.device, cfg.train.dist_timeout_s)
         self.lock: RunLock | None = None
+        check_training_memory(cfg)  # sizes that cannot fit: one line before anything is created
         if self.dist.is_main:
             check_writable(self.run_dir)
         check_resume_compatible(cfg, self.run_dir)  # before anything is written or pruned

@@ -116,6 +116,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out {out}: expected a .png (or .jpg) file name")
     cfg = config_of(args.run_dir)
+    from nonvae.limits import check_memory
+
+    c, size = cfg.data.channels, cfg.data.image_size
+    cells = max((args.n + 2) ** 2, 2 * args.n * (args.steps + 1), 3 * args.n)
+    # float32 images and their numpy copy, then the uint8 canvas and its upscaled copy
+    check_memory(cells * c * (8 * size * size + 2 * (size + 2) ** 2 * args.scale ** 2),
+                 f"--n {args.n}, --steps {args.steps}, --scale {args.scale}")
     if cfg.model.backbone != "split":
         raise ConfigError(f"{args.run_dir}: transfer needs a split backbone (model.backbone: split), "
                           f"this run has {cfg.model.backbone!r}")
