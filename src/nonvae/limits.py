@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import resource
 
-from nonvae.errors import ConfigError
+from nonvae.errors import ConfigError, NonvaeError
 
 GIB = 1 << 30
 
@@ -27,11 +27,12 @@ def memory_budget() -> int:
     return int(physical)
 
 
-def check_memory(nbytes: float, what: str, hint: str = "ask for less") -> None:
+def check_memory(nbytes: float, what: str, hint: str = "ask for less",
+                 error: type[NonvaeError] = ConfigError) -> None:
     """Refuse ``what`` when it needs more than this process may allocate (``nbytes`` is a lower bound)."""
     budget = memory_budget()
     if nbytes > budget:
-        raise ConfigError(f"{what} needs at least {nbytes / GIB:.3g} GiB of memory, more than this process may "
+        raise error(f"{what} needs at least {nbytes / GIB:.3g} GiB of memory, more than this process may "
                           f"use ({budget / GIB:.3g} GiB); {hint}")
 
 

@@ -8,7 +8,6 @@ the file, instead of a numpy reshape error deep inside training.
 
 from __future__ import annotations
 
-import gzip
 import math
 import zlib
 from pathlib import Path
@@ -51,7 +50,12 @@ _HINTS = {
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when they start with the gzip magic (whatever the extension)."""
+    """The file's bytes, decompressed when they start with the gzip magic (whatever the extension).
+
+    A gzip stream is inflated in chunks and stopped as soon as it holds more than its IDX header
+    declares (plus one byte, to report trailing data): a small file that inflates to gigabytes
+    (a "zip bomb") costs no more memory than the declared payload.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -59,9 +63,41 @@ def _read_bytes(path: Path) -> bytes:
     if not raw.startswith(GZIP_MAGIC):
         return raw
     try:
-        return gzip.decompress(raw)
+        return _inflate_bounded(path, raw)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({_one_line(exc)})") from exc
+
+
+def _inflate_bounded(path: Path, raw: bytes) -> bytes:
+    """Inflate a gzip member (and any concatenated ones) to at most the size its IDX header declares."""
+    from nonvae.limits import check_memory
+
+    out = bytearray()
+    limit: int | None = None
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = raw
+    while True:
+        while data:
+            room = (limit + 1 - len(out)) if limit is not None else 1 << 16
+            out += inflater.decompress(data, max(room, 1))
+            data = inflater.unconsumed_tail
+            if limit is None and len(out) >= 4:
+                header_len = 4 + 4 * out[3] if out[:2] == b"\0\0" and out[3] <= MAX_DIMS else 4
+                if len(out) >= header_len:
+                    dtype, dims, header_len = _parse_header(path, bytes(out[:header_len]))
+                    limit = header_len + math.prod(dims) * dtype.itemsize
+                    check_memory(limit, f"{path}: the IDX header's shape {'x'.join(map(str, dims))}",
+                                 "is the file corrupt?", DataError)
+            if limit is not None and len(out) > limit:
+                raise DataError(f"{path}: the gzip data inflates past the {limit} bytes its IDX header declares "
+                                "(corrupt, or not the file it claims to be)")
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        rest = inflater.unused_data
+        if not rest:  # a truncated stream fails above; trailing members are rare but legal gzip
+            return bytes(out)
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = rest
 
 
 def _one_line(exc: BaseException) -> str:
