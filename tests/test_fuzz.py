@@ -8,6 +8,7 @@ ConfigError and the checkpoint loader CheckpointError, so the CLI can print one 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import typing
@@ -199,3 +200,167 @@ def test_load_checkpoint_mutated(valid_checkpoint: Path, which: str, cut: int | 
             load_checkpoint(folder, players, opts)
         except CheckpointError as exc:
             assert "\n" not in str(exc) and str(folder) in str(exc)
+
+
+# =========================================================================== generated families, whole CLI
+# Every case runs in one subprocess (tests/cli_driver.py) under RLIMIT_AS = 2 GiB with a per-case alarm:
+# a blow-up fails the case instead of the machine, a hang is reported as a hang, a segfault names the
+# case it happened in. Each case must end in exit status 0 (a value that is valid after all) or 2 with
+# exactly one 'nonvae: error:' line, the last one on stderr, and never a traceback.
+REPO = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).resolve().parent / "cli_driver.py"
+TINY_SET = [f"--set={s}" for s in [
+    "data.image_size=16", "model.latent_width=2", "model.latent_channels=4", "data.test_limit=32", "model.width=4",
+    "train.batch_size=8", "train.steps=2", "train.log_every=1", "train.sample_every=1000", "train.eval_every=1000",
+    "train.checkpoint_every=1000", "train.progress=false", "train.tensorboard=false", "train.report=false"]]
+INT_VALUES = ["-1", "0", "1000000000000", "9" * 30, "nan", "1.5", ""]
+SET_VALUES = ["-1", ".nan", "1000000000000", "abc", "{}"]
+
+
+def _drive(cases: list[dict], tmp: Path, timeout: float) -> list[dict]:
+    """Run ``cases`` in the driver; returns one result per case (the crash or hang of a case fails)."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp / "cases.json").write_text(json.dumps(cases))
+    results = tmp / "results.jsonl"
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "XDG_CACHE_HOME": str(tmp / "xdg")}
+    done = subprocess.run([sys.executable, str(DRIVER), str(tmp / "cases.json"), str(results)], env=env,
+                          cwd=tmp, capture_output=True, text=True, timeout=timeout)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    ended = {r["i"]: r for r in rows if "rc" in r}
+    if done.returncode != 0 or len(ended) != len(cases):
+        last = max((r["i"] for r in rows), default=-1)
+        raise AssertionError(f"driver died (exit {done.returncode}) in case {last}: "
+                             f"{cases[last] if last >= 0 else None}; {done.stderr[-2000:]}")
+    return [ended[i] for i in range(len(cases))]
+
+
+def _check(cases: list[dict], results: list[dict], allowed: tuple[int, ...] = (0, 2)) -> None:
+    bad = []
+    for case, res in zip(cases, results, strict=True):
+        lines = [x for x in res["err"].splitlines() if x.strip()]
+        errors = [x for x in lines if x.startswith("nonvae: error:")]
+        ok = res["exc"] is None and res["rc"] in allowed and "Traceback" not in res["err"]
+        if ok and res["rc"] == 2:
+            ok = len(errors) == 1 and lines[-1] == errors[0]
+        if not ok:
+            bad.append((case.get("argv") or case.get("mutate"), res["rc"], res["exc"] or lines[-3:]))
+    if bad and os.environ.get("NONVAE_FUZZ_REPORT"):
+        with open(os.environ["NONVAE_FUZZ_REPORT"], "a", encoding="utf-8") as fh:
+            for argv, rc, what in bad:
+                tail = what.strip().splitlines()[-1] if isinstance(what, str) else what
+                fh.write(f"{rc} {str(argv)[-160:]} :: {str(tail)[:300]}\n")
+    assert not bad, f"{len(bad)} of {len(cases)} cases misbehaved, first: " + "; ".join(map(str, bad[:3]))
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained ACAI run (two players, Adam state) to point every verb at."""
+    from nonvae.cli import main
+
+    run = tmp_path_factory.mktemp("fuzzrun") / "run"
+    assert main(["train", str(REPO / "configs/lines/acai.yaml"), "--run-dir", str(run), *TINY_SET]) == 0
+    return run
+
+
+def _paths(tmp: Path, suffix: str) -> list[str]:
+    """Hostile output paths: under a file, an existing folder, a FIFO, a non-UTF-8 name, a read-only
+    file system, a symlink loop, empty."""
+
+    (tmp / "afile").write_text("x")
+    (tmp / "adir").mkdir(exist_ok=True)
+    (tmp / "adir" / "keep").write_text("x")
+    if not (tmp / "afifo").exists():
+        os.mkfifo(tmp / "afifo")
+    if not (tmp / "loop").is_symlink():
+        os.symlink("loop", tmp / "loop")
+    return [f"{tmp}/afile/x{suffix}", f"{tmp}/adir", f"{tmp}/afifo", f"{tmp}/\udcff{suffix}",
+            f"/proc/nonvae/x{suffix}", f"{tmp}/loop/x{suffix}", ""]
+
+
+def _option_cases(run: Path, tmp: Path) -> list[dict]:
+    """Every option of every verb (but --set and --device) x hostile values, the other options valid."""
+    from nonvae.cli import _int_option, build_parser
+
+    verbs = {
+        "train": ["train", str(REPO / "configs/lines/acai.yaml"), *TINY_SET, "--run-dir", f"{tmp}/t"],
+        "eval": ["eval", str(run), "--set=eval.probe=false", "--set=eval.kmeans=false",
+                 "--set=eval.hausdorff=false", "--out", f"{tmp}/e.json"],
+        "sample": ["sample", "lines_ae", "--n", "4", "--out", f"{tmp}/s.png"],
+        "interpolate": ["interpolate", str(run), "--pairs", "2", "--steps", "3", "--out", f"{tmp}/i.npz"],
+        "export": ["export", str(run), "--samples", "0", "--out", f"{tmp}/x"],
+        "transfer": ["transfer", "attributes_disentangle", "--n", "2", "--out", f"{tmp}/t.png"],
+        "report": ["report", str(run), "--pairs", "1", "--steps", "2", "--out", f"{tmp}/r.html"],
+    }
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    cases = []
+    for verb, base in verbs.items():
+        for action in subs[verb]._actions:
+            if not action.option_strings or action.nargs == 0 or action.dest in ("help", "set", "device"):
+                continue
+            flag = action.option_strings[-1]
+            if action.type is _int_option:
+                values = INT_VALUES
+            elif action.dest in ("out", "png", "run_dir", "table", "content", "attribute"):
+                values = _paths(tmp, {"png": ".png", "out": Path(base[-1]).suffix}.get(action.dest, ".txt"))
+            else:
+                values = ["", "\x00", "x" * 5000]
+            for value in values:
+                argv = list(base)
+                if flag in argv:
+                    argv[argv.index(flag) + 1] = value
+                else:
+                    argv += [flag, value]
+                cases.append({"kind": "cli", "argv": argv, "timeout": 60})
+    return cases
+
+
+def test_every_cli_option_with_hostile_values(fuzz_run: Path, tmp_path: Path) -> None:
+    cases = _option_cases(fuzz_run, tmp_path)
+    assert len(cases) > 100
+    _check(cases, _drive(cases, tmp_path, timeout=600))
+
+
+def _set_keys() -> list[str]:
+    from nonvae.registry import REGULARIZERS
+
+    keys = [k for k in KEYS if k != "train.steps"]  # a long run is not an error
+    for name in REGULARIZERS.names():
+        config = REGULARIZERS.get(name).config
+        if config is not None:
+            keys += [f"regularizers.{name}.{f.name}" for f in dataclasses.fields(config)]
+    return keys
+
+
+def test_every_config_key_with_hostile_values(tmp_path: Path) -> None:
+    """--set KEY=VALUE for every key (regularizers' too) through `nonvae train`; a value that is valid
+    trains one step."""
+    cases = [{"kind": "cli", "timeout": 60,
+              "argv": ["train", str(REPO / "configs/lines/acai.yaml"), *TINY_SET, f"--set={key}={value}",
+                       "--set=train.steps=1", "--run-dir", f"{tmp_path}/r{i}"]}
+             for i, (key, value) in enumerate((k, v) for k in _set_keys() for v in SET_VALUES)]
+    _check(cases, _drive(cases, tmp_path, timeout=600))
+
+
+def test_every_checkpoint_tensor_mutated(fuzz_run: Path, tmp_path: Path) -> None:
+    """Each tensor of each file of a checkpoint: grown, reshaped, cast to int32, or NaN. Each must be refused
+    before anything steps (a wrong Adam shape used to segfault the fused kernel)."""
+    from safetensors.torch import load_file
+
+    latest = (fuzz_run / "checkpoints" / "latest").resolve()
+    cases = []
+    overrides = [s.split("=", 1)[1] for s in TINY_SET]
+    for file in sorted(latest.glob("*.safetensors")):
+        for key, tensor in load_file(str(file)).items():
+            for how in ("grow", "reshape", "int32", "nan"):
+                if how == "reshape" and tensor.dim() < 2 or how == "nan" and not tensor.is_floating_point():
+                    continue
+                cases.append({"kind": "ckpt", "folder": str(latest), "config": str(REPO / "configs/lines/acai.yaml"),
+                              "overrides": overrides, "mutate": {"file": file.name, "key": key, "how": how},
+                              "tmp": str(tmp_path / "m")})
+    assert len(cases) > 100
+    _check(cases, _drive(cases, tmp_path, timeout=600), allowed=(2,))

@@ -233,6 +233,8 @@ def load_weights(module: torch.nn.Module, path: str | Path, name: str = "") -> N
             )
         if value.dtype != own[key].dtype and not (value.is_floating_point() and own[key].is_floating_point()):
             raise CheckpointError(f"{path}: '{key}' is {value.dtype}, the model expects {own[key].dtype}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):  # NaN weights: corruption, not lr
+            raise CheckpointError(f"{path}: '{key}' holds NaN or infinite values (corrupt file)")
     try:
         module.load_state_dict(tensors)
     except RuntimeError as exc:

@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from nonvae.errors import ConfigError, NonvaeError
+from nonvae.limits import output_file
 from nonvae.rundir import RunDir
 
 log = logging.getLogger("nonvae")
@@ -103,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # eval.hausdorff: false only because it was; --set eval.hausdorff=false still turns it off
     overrides = ["eval.hausdorff=true", *args.set]
     cfg = from_dict(_Config, apply_overrides(to_dict(cfg), overrides))
-    out = eval_output(run_dir, args.out)
+    out = output_file(eval_output(run_dir, args.out))
     device = torch.device(args.device)
     method = load(run_dir, device)
     data = build_data(cfg.data, cfg.seed)
@@ -152,6 +153,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     if args.pairs <= 0 or args.steps < 2:
         raise ConfigError("--pairs must be > 0 and --steps >= 2")
+    out = output_file(args.out)
+    png = output_file(args.png, "--png") if args.png is not None else None
     cfg = config_of(args.run_dir)
     c, size = cfg.data.channels, cfg.data.image_size
     # the decoded float32 images, their numpy copy and the compressed write's buffer
@@ -168,15 +171,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     images = interpolate(method, a["x"].to(dev), b["x"].to(dev), args.steps,
                          None if da is None else da.to(dev), None if db is None else db.to(dev)).cpu()
     inputs = torch.stack([a["x"], b["x"]], 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, images=images.numpy(), inputs=inputs.numpy())
     log.info("wrote %s: images %s, inputs %s", out, tuple(images.shape), tuple(inputs.shape))
-    if args.png:
+    if png is not None:
         from nonvae.viz import save_grid
 
-        save_grid(images, args.png)
-        log.info("wrote %s", args.png)
+        save_grid(images, png)
+        log.info("wrote %s", png)
     return 0
 
 
@@ -188,7 +189,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1 (got {args.n})")
-    out = Path(args.out)
+    out = output_file(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
         raise ConfigError(f"--out {out}: expected a .png or .npz file name")
     from nonvae.limits import check_memory
@@ -410,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(message) > MAX_MESSAGE:  # a message quoting a huge value is cut, never printed whole
             message = message[: MAX_MESSAGE - 5] + " ..."
         print("nonvae: error: " + message, file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (full, read-only, permissions): the user's to fix
+        if args.debug:
+            raise
+        where = exc.filename if exc.filename is not None else "nonvae"
+        print(f"nonvae: error: {where}: {exc.strerror or ' '.join(str(exc).split())}"[:MAX_MESSAGE], file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         msg = str(exc) or "interrupted"

@@ -134,7 +134,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     fused_adam: bool = True  # fused Adam kernel where torch has one (CPU and CUDA): same maths, faster
-    threads: int | None = positive(None)
+    threads: int | None = setting(None, gt=0, lt=2**16)
     nonfinite: Literal["stop", "skip"] = "stop"  # what to do on a NaN/inf loss
     detect_anomaly: bool = False
     progress: bool = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+from pathlib import Path
 
 from nonvae.errors import ConfigError, NonvaeError
 
@@ -52,8 +53,81 @@ def training_bytes(cfg) -> int:  # noqa: ANN001 - a nonvae.config.Config (import
     return total
 
 
+def parameter_count(cfg) -> int | None:  # noqa: ANN001
+    """The number of parameters the config builds, counted on the meta device (nothing is allocated);
+    None when building fails (the real build then raises its own error)."""
+    import torch
+
+    from nonvae.methods import build_method
+
+    shape = (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    try:
+        with torch.device("meta"):
+            method = build_method(cfg, shape)
+    except RuntimeError as exc:
+        return 1 << 62 if "overflow" in str(exc).lower() else None
+    except (NonvaeError, ValueError, TypeError, OverflowError):
+        return None
+    return sum(p.numel() for p in method.parameters())
+
+
 def check_training_memory(cfg) -> None:  # noqa: ANN001
     """Refuse a config whose sizes cannot fit before any data is built or file written."""
     d, t = cfg.data, cfg.train
+    params = parameter_count(cfg)
+    if params is not None:  # weights, gradients and two Adam moments, float32
+        check_memory(16 * params, f"a model of {params:.3g} parameters (model.* and the regularizers' widths)",
+                     "make it smaller")
     check_memory(training_bytes(cfg), f"data.image_size={d.image_size}, train.batch_size={t.batch_size}, "
                  f"model.width={cfg.model.width}", "lower them")
+
+
+def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Check an output file path before any work: one line instead of a traceback (or a hang) at the end.
+
+    Refused: an empty path, a name that is not valid UTF-8 (model cards and logs quote it), an existing
+    folder, a FIFO or device (writing would block), and a folder that cannot be created (under a file,
+    a read-only file system, a symlink loop, no permission). The folder is created.
+    """
+    text = os.fspath(path)
+    if not text:
+        raise ConfigError(f"{flag}: empty path")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag} {text.encode('utf-8', 'surrogateescape')!r}: the file name is not valid UTF-8; "
+                          "use a UTF-8 name") from None
+    out = Path(text)
+    try:
+        if out.is_dir():
+            raise ConfigError(f"{flag} {out}: is a folder; give a file name")
+        if out.exists() and not out.is_file():
+            raise ConfigError(f"{flag} {out}: exists and is not a regular file (a FIFO or device?)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {out}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"{flag} {out}: its folder is not writable")
+    return out
+
+
+def output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Check an output folder path (as :func:`output_file`, but it must be, or become, a folder)."""
+    text = os.fspath(path)
+    if not text:
+        raise ConfigError(f"{flag}: empty path")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag} {text.encode('utf-8', 'surrogateescape')!r}: the folder name is not valid "
+                          "UTF-8; use a UTF-8 name") from None
+    out = Path(text)
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{flag} {out}: exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"{flag} {out}: the folder is not writable")
+    return out

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 def cmd_preprocess(args: argparse.Namespace) -> int:
     if args.attribute is not None and args.rule is not None:
         raise ConfigError("give either --attribute or --rule, not both")
+    from nonvae.limits import output_folder
+
+    output_folder(args.dest, "--dest")
     summary = preprocess_celeba(args.root, args.attributes, args.dest, attribute=args.attribute, rule=args.rule,
                                 partition=args.partition, test_size=args.test_size)
     what = f"rule {summary['rule']}" if summary["rule"] else f"attribute {summary['attribute']}"

@@ -468,9 +468,18 @@ def default_report_path(first: PathLike) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    table_md = Path(args.table).read_text(encoding="utf-8") if args.table else None
+    from nonvae.limits import output_file
+
+    table_md = None
+    if args.table is not None:
+        try:
+            table_md = Path(args.table).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not a UTF-8 text file"
+            raise ConfigError(f"--table {args.table}: cannot read it ({why})") from None
     if args.out is None:
         args.out = default_report_path(args.run_dirs[0])
+    args.out = output_file(args.out)
     out = write_report(args.run_dirs, args.out, title=args.title, device=args.device, table_md=table_md,
                        pairs=args.pairs, steps=args.steps)
     size = out.stat().st_size

@@ -112,7 +112,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be >= 2 (got {args.steps})")
     if args.scale < 1:
         raise ConfigError(f"--scale must be >= 1 (got {args.scale})")
-    out = Path(args.out)
+    from nonvae.limits import output_file
+
+    out = output_file(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"--out {out}: expected a .png (or .jpg) file name")
     cfg = config_of(args.run_dir)
