@@ -472,6 +472,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     table_md = None
     if args.table is not None:
+        if not Path(args.table).is_file():  # a FIFO would block the read forever
+            raise ConfigError(f"--table {args.table}: not a readable file")
         try:
             table_md = Path(args.table).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
