@@ -50,6 +50,7 @@ class RunDir:
     metrics = Entry("metrics.jsonl", "one JSON object per logged step and per periodic evaluation")
     grids = Entry("samples", "sample grids written during training")
     tensorboard = Entry("tensorboard", "TensorBoard event files")
+    lock = Entry(".lock", "flock-ed by the one `nonvae train` working on the run; holds its PID")
     # what evaluation, sampling and the report add (to a run or a model folder)
     eval = Entry("eval.json", "what `nonvae eval` measured")
     sampler = Entry("sampler.safetensors", "the fitted code sampler (GMM on training codes)")

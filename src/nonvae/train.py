@@ -179,10 +179,8 @@ class RunLock:
     run never blocks a resume; the file only holds the holder's PID for the error message.
     """
 
-    NAME = ".lock"
-
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / self.NAME
+        self.path = RunDir(run_dir).lock
         self._fh = None
 
     def acquire(self) -> None:
@@ -238,8 +236,8 @@ def check_resume_compatible(cfg: Config, run_dir: Path) -> None:
     Only runs with a checkpoint are checked; an unreadable config.yaml falls back to the checkpoint's own
     shape checks. Keys in :data:`RESUMABLE_KEYS` / :data:`RESUMABLE_PREFIXES` may change (with a note).
     """
-    path = run_dir / "config.yaml"
-    if find_latest(run_dir / "checkpoints") is None or not path.is_file():
+    path = RunDir(run_dir).config
+    if find_latest(RunDir(run_dir).checkpoints) is None or not path.is_file():
         return
     try:
         old = read_yaml(path)
