@@ -370,3 +370,71 @@ def test_absurd_step_in_state_json_is_refused(capsys, acai_run: Path, tmp_path: 
     before = snapshot(run)
     fails(capsys, ["train", ACAI, "--run-dir", str(run), *TINY, "--set", "train.steps=3"], str(latest / "state.json"))
     assert snapshot(run) == before
+
+
+# --------------------------------------------------------------------------- messages that named the wrong cause
+@pytest.mark.parametrize("code, advice", [(13, "Make the run directory writable"), (40, "symbolic link"),
+                                          (28, "Free space")])
+def test_a_failed_checkpoint_write_names_its_cause(tmp_path: Path, monkeypatch, tiny_lines, code: int,
+                                                   advice: str) -> None:
+    from nonvae import checkpoint
+    from nonvae.errors import TrainingError
+    from nonvae.train import Trainer
+
+    def failing(*args, **kwargs):  # the file system refuses the write (injected: no real full disk here)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(checkpoint, "save_file", failing)
+    with pytest.raises(TrainingError) as info:
+        Trainer(tiny_lines(**{"train.steps": 1, "train.tensorboard": False}), tmp_path).fit()
+    assert advice in str(info.value) and os.strerror(code) in str(info.value)
+    if code != 28:
+        assert "Free space" not in str(info.value)
+
+
+def test_a_full_disk_while_logging_is_not_masked_by_closing_the_log(tmp_path: Path, monkeypatch, tiny_lines) -> None:
+    from nonvae.errors import TrainingError
+    from nonvae.train import Trainer
+
+    trainer = Trainer(tiny_lines(**{"train.steps": 2, "train.tensorboard": False}), tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "metrics.jsonl"))
+
+    def full_on_close():
+        raise OSError(28, "No space left on device", str(tmp_path / "tensorboard" / "events"))
+
+    monkeypatch.setattr(trainer.log, "write", full)
+    monkeypatch.setattr(trainer.log, "close", full_on_close)
+    with pytest.raises(TrainingError, match=r"metrics.jsonl: No space left on device") as info:
+        trainer.fit()
+    assert info.value.__context__ is None or "tensorboard" not in str(info.value)
+
+
+def test_alias_bomb_and_gzip_bomb_stay_small(capsys, tmp_path: Path) -> None:
+    import gzip
+    import struct
+    import tracemalloc
+    import zlib
+
+    from nonvae.data.idx import read_idx
+    from nonvae.errors import DataError
+
+    bomb = tmp_path / "bomb.yaml"
+    rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    rows += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    bomb.write_text("\n".join(rows) + "\n")
+    assert len(bomb.read_bytes()) < 600
+    tracemalloc.start()
+    line = fails(capsys, ["train", str(bomb)], str(bomb), "alias")
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 10, 28, 28)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    gz = packer.compress(header) + b"".join(packer.compress(bytes(1 << 24)) for _ in range(64)) + packer.flush()
+    (tmp_path / "bomb.gz").write_bytes(gz)  # ~1 MB that inflates to 1 GiB
+    with pytest.raises(DataError, match="inflates past the 7856 bytes its IDX header declares"):
+        read_idx(tmp_path / "bomb.gz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(line) < 400 and peak < 64 << 20, (len(line), peak)
+    (tmp_path / "ok.gz").write_bytes(gzip.compress(header + bytes(10 * 28 * 28)))
+    assert read_idx(tmp_path / "ok.gz").shape == (10, 28, 28)

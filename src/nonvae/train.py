@@ -161,6 +161,20 @@ class Batches:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def what_to_do(error: BaseException | None) -> str:
+    """The advice after a failed write, by its cause: free space only when space is what ran out."""
+    import errno
+
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error):
+        return "Free space and run the same command to resume"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "Make the run directory writable and run the same command to resume"
+    if code == errno.ELOOP:
+        return "A symbolic link in the path points to itself; fix it and run the same command to resume"
+    return "Fix the cause and run the same command to resume"
+
+
 def check_writable(run_dir: Path) -> None:
     """Fail before training when the run directory cannot be written."""
     try:
@@ -435,7 +449,7 @@ class Trainer:
             reason = (error.strerror or str(error)) if error is not None else "rank 0 could not write it"
             raise TrainingError(
                 f"could not write the checkpoint of step {self.step} in {self.ckpt_dir}: "
-                f"{reason}; {self._last_good()}. Free space and run the same command to resume"
+                f"{reason}; {self._last_good()}. {what_to_do(error)}"
             ) from None
         return path
 
@@ -592,8 +606,7 @@ class Trainer:
                         self.emit("eval")
         except OSError as exc:  # disk full / I/O error writing metrics or samples: one clear line
             raise TrainingError(
-                f"{exc.filename or self.run_dir}: {exc.strerror or exc}; {self._last_good()}. "
-                "Free space and run the same command to resume"
+                f"{exc.filename or self.run_dir}: {exc.strerror or exc}; {self._last_good()}. {what_to_do(exc)}"
             ) from None
         finally:
             batches.close()
@@ -601,7 +614,13 @@ class Trainer:
                 bar.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
-            self.log.close()
+            failing = sys.exc_info()[1] is not None
+            try:
+                self.log.close()
+            except OSError as exc:  # flushing TensorBoard on a full disk: never mask the error already raised
+                if not failing:
+                    raise TrainingError(f"{exc.filename or self.run_dir / 'tensorboard'}: {exc.strerror or exc}; "
+                                        f"{self._last_good()}. {what_to_do(exc)}") from None
         self.emit("end")
         self.dist.barrier()
         return last_logs
