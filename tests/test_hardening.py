@@ -438,3 +438,15 @@ def test_alias_bomb_and_gzip_bomb_stay_small(capsys, tmp_path: Path) -> None:
     assert len(line) < 400 and peak < 64 << 20, (len(line), peak)
     (tmp_path / "ok.gz").write_bytes(gzip.compress(header + bytes(10 * 28 * 28)))
     assert read_idx(tmp_path / "ok.gz").shape == (10, 28, 28)
+
+
+def test_a_config_from_a_newer_version_is_not_called_a_typo(capsys, acai_run: Path, tmp_path: Path) -> None:
+    run = copy_of(acai_run, tmp_path)
+    text = (run / "config.yaml").read_text()
+    assert text.startswith("# written by nonvae ")
+    (run / "config.yaml").write_text("# written by nonvae 99.0\n" + text.split("\n", 1)[1].replace(
+        "train:\n", "train:\n  ema_decay: 0.999\n", 1))
+    line = fails(capsys, ["eval", str(run)], "newer than this nonvae", "'train.ema_decay'", "upgrade nonvae")
+    assert "did you mean" not in line
+    (run / "config.yaml").write_text(text.replace("train:\n", "train:\n  ema_decay: 0.999\n", 1))  # same version
+    fails(capsys, ["eval", str(run)], "unknown config key 'train.ema_decay'")

@@ -599,8 +599,45 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return cfg
     except ConfigError as exc:
         if path is not None:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{path}: {newer_version_note(_written_by(path), str(exc))}") from None
         raise
+
+
+VERSION_HEADER = "# written by nonvae "
+
+
+def _written_by(path: str | Path) -> str | None:
+    """The nonvae version named in a resolved config's first line (``dump_config`` writes it)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline(200)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first[len(VERSION_HEADER):].strip() or None if first.startswith(VERSION_HEADER) else None
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def newer_version_note(written_by: str | None, message: str) -> str:
+    """``message``, or, for an unknown key in a config written by a newer nonvae, why it is unknown (an
+    upgrade fixes it; it is not a typo)."""
+    from nonvae import __version__
+
+    if not written_by or "unknown config key" not in message:
+        return message
+    if _version_tuple(written_by) <= _version_tuple(__version__):
+        return message
+    key = message.split("unknown config key", 1)[1].split("(did you mean")[0].split("(valid")[0].strip()
+    return (f"written by nonvae {_cut(written_by, 20)}, newer than this nonvae {__version__}: config key {key} "
+            "is not known to this version; upgrade nonvae (pip install -U nonvae) to read it")
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
@@ -608,7 +645,10 @@ def dump_config(cfg: Config, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+        from nonvae import __version__
+
+        header = f"{VERSION_HEADER}{__version__}\n"
+        tmp.write_text(header + yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

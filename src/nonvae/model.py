@@ -207,7 +207,11 @@ def read_config_json(path: Path) -> Config:
     try:
         return from_dict(_Config, config)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        from nonvae.config import newer_version_note
+
+        written_by = data.get("nonvae_version") if isinstance(data, dict) else None
+        raise ConfigError(f"{path}: {newer_version_note(str(written_by) if written_by else None, str(exc))}") \
+            from None
 
 
 def write_model_card(cfg: Config, folder: Path, metrics: dict, step: int | None, half: bool = False,
