@@ -139,7 +139,8 @@ def metrics_table_html(pages: Sequence[RunPage]) -> str:
     head = "".join(f"<th>{_e(p.name)}</th>" for p in pages)
     data_row = "".join(f'<td class="data">{_e(p.data_label or "?")}</td>' for p in pages)
     rows = [f'<tr><td class="key">data</td><td class="dir">ranked within</td>{data_row}</tr>']
-    keys_of = {p.name: p.data_key or p.name for p in pages}  # a metric is ranked only among runs on the same data
+    # a metric is ranked only among runs on the same data (pages that do not say which: one group)
+    keys_of = {p.name: p.data_key for p in pages}
     for key in sorted(keys):
         info = meta.get(key, {})
         direction = info.get("direction") if info.get("direction") in ("lower", "higher") else None
