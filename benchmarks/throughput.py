@@ -206,6 +206,153 @@ def child_train(spec: dict) -> dict:
     return out
 
 
+def _setup_default(spec: dict):
+    """The real trainer path at the config's defaults on a synthetic batch: (trainer, batch, images)."""
+    from nonvae.config import load_config
+    from nonvae.train import Batches, Trainer
+
+    overrides = {"data.image_size": spec["size"], "train.batch_size": spec["batch"],
+                 "train.device": spec["device"], "train.progress": False, "train.tensorboard": False,
+                 "train.report": False, **spec.get("overrides", {})}
+    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
+    bundle, images = synthetic_bundle(cfg, spec["batch"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, tmp, data=bundle)
+    batch = Batches(bundle.train, spec["batch"], 0, 1, trainer.device, cfg.train.channels_last, 1,
+                    ahead=False).get(0)
+    trainer.method.train()
+    return trainer, batch, images, bundle
+
+
+def _window(step_fn, max_steps: int, max_seconds: float, device) -> list[tuple[float, float]]:
+    """(wall, process CPU) seconds of up to ``max_steps`` steps, stopping after ``max_seconds`` (at least one).
+
+    CPU seconds (all our threads) barely move with other processes' load: at one thread they are what
+    the step costs on a quiet core, which makes them the load-robust number on a shared machine.
+    """
+    times: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    while len(times) < max_steps and (not times or time.perf_counter() - start < max_seconds):
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        step_fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return times
+
+
+def _median(windows: list, index: int) -> float:
+    return statistics.median(t[index] for w in windows for t in w)
+
+
+def child_headline(spec: dict) -> dict:
+    """nonvae's default config against the straightforward port (benchmarks/port.py), interleaved.
+
+    Both run in this process on the same batch, alternating windows of a few steps, so a change of
+    load hits both; the thread count is whatever the default policy picks and the port runs with it
+    too (the thread policy's own effect is the "under load" measurement).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from port import build_port
+
+    trainer, batch, images, bundle = _setup_default(spec)
+    device, method, policy = trainer.device, trainer.method, trainer.threads
+    torch.manual_seed(0)
+    port = build_port(spec["config"], spec["size"])
+    for m in vars(port).values():
+        if isinstance(m, torch.nn.Module):
+            m.to(device)
+    raw = {k: v.to(device) for k, v in bundle.train.batch(0, spec["batch"]).items()}
+    step = 0
+
+    def default_step() -> None:
+        nonlocal step
+        policy.update()
+        method.train_step(batch, step, trainer.optimizers, trainer.call)
+        step += 1
+
+    def port_step() -> None:
+        policy.update()
+        port.step(raw)
+
+    for _ in range(spec["warmup"]):
+        port_step()
+        default_step()
+    rounds = []
+    for _ in range(spec["rounds"]):
+        p = _window(port_step, spec["steps"], spec["max_seconds"], device)
+        d = _window(default_step, spec["steps"], spec["max_seconds"], device)
+        rounds.append({"port": p, "default": d, "threads": torch.get_num_threads()})
+    with FlopCounterMode(display=False) as counter:
+        method.train_step(batch, step, trainer.optimizers)
+    flops_default = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        port.step(raw)
+    flops_port = counter.get_total_flops()
+    policy.update()
+    port_s, default_s = _median([r["port"] for r in rounds], 0), _median([r["default"] for r in rounds], 0)
+    port_cpu, default_cpu = _median([r["port"] for r in rounds], 1), _median([r["default"] for r in rounds], 1)
+    dtype = trainer.precision
+    rates = {d: matmul_rate(d, str(device), seconds=0.6) for d in ("fp32", "bf16")}
+    return {
+        "images_per_step": images, "precision": dtype, "channels_last": trainer.cfg.train.channels_last,
+        "threads": [r["threads"] for r in rounds], "rounds": rounds,
+        "port_images_per_s": images / port_s, "default_images_per_s": images / default_s,
+        "ratio": port_s / default_s,
+        "ratio_per_round": [_median([r["port"]], 0) / _median([r["default"]], 0) for r in rounds],
+        "port_images_per_cpu_s": images / port_cpu, "default_images_per_cpu_s": images / default_cpu,
+        "ratio_cpu": port_cpu / default_cpu,
+        "gflop_per_image_default": flops_default / images / 1e9, "gflop_per_image_port": flops_port / images / 1e9,
+        "matmul_gflop_per_s": {d: r / 1e9 for d, r in rates.items()},
+        "utilization_default": flops_default / default_s / rates[dtype],
+        "utilization_port": flops_port / port_s / rates["fp32"],
+    }
+
+
+def _busy() -> subprocess.Popen:
+    """A CPU-bound neighbour: one core's worth of pure Python spinning."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def child_load(spec: dict) -> dict:
+    """Training speed with and without one busy neighbour process, alternating (default config unless
+    ``overrides`` pin something). Before each timed window the steps run for ``settle`` seconds, so the
+    thread policy has seen the new load, as it would a few seconds into a real run."""
+    import torch
+
+    trainer, batch, images, _ = _setup_default(spec)
+    device, method, policy = trainer.device, trainer.method, trainer.threads
+    step = 0
+
+    def default_step() -> None:
+        nonlocal step
+        policy.update()
+        method.train_step(batch, step, trainer.optimizers, trainer.call)
+        step += 1
+
+    for _ in range(spec["warmup"]):
+        default_step()
+    out: dict = {"quiet": [], "busy": [], "threads_quiet": [], "threads_busy": []}
+    for _ in range(spec["rounds"]):
+        for phase in ("quiet", "busy"):
+            busy = _busy() if phase == "busy" else None
+            try:
+                _window(default_step, 10**6, spec["settle"], device)
+                out[phase] += _window(default_step, spec["steps"], spec["max_seconds"], device)
+                out[f"threads_{phase}"].append(torch.get_num_threads())
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    quiet, loaded = _median([out["quiet"]], 0), _median([out["busy"]], 0)
+    return {**out, "images_per_step": images, "quiet_images_per_s": images / quiet,
+            "busy_images_per_s": images / loaded, "busy_over_quiet": quiet / loaded,
+            "policy": policy.describe(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
 def child_data(spec: dict) -> dict:
     """Images/s of the data pipeline alone (one batch of 64 per call, step-indexed as in training)."""
     import torch
@@ -415,9 +562,117 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+HEADLINE = [("lines/acai", 32, 64), ("attributes/disentangle", 32, 32), ("celeba/disentangle", 128, 8)]
+HEADLINE_GPU_BATCH_128 = 32
+
+
+def _uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def headline(args: argparse.Namespace, device: str) -> int:
+    """The default command: port vs default per config, then the busy-neighbour rows; < 5 min on 2 cores."""
+    started = time.time()
+    argv = sys.argv[1:]
+    result: dict = {"command": " ".join(["python benchmarks/throughput.py", *argv]), "machine": machine(device),
+                    "loadavg_before": list(os.getloadavg()), "rows": [], "load": []}
+    for config, size, batch in HEADLINE:
+        if size > 32 and args.no_128:
+            continue
+        if size > 32 and device.startswith("cuda"):
+            batch = HEADLINE_GPU_BATCH_128
+        spec = {"config": config, "size": size, "batch": batch, "device": device, "warmup": 2,
+                "rounds": args.rounds, "steps": 3 if size <= 32 else 2, "max_seconds": 4.0}
+        before = _uptime()
+        r = run_child("headline", spec, {}, args.timeout)
+        row = {"config": config, "size": size, "batch": batch, "uptime_before": before,
+               "uptime_after": _uptime(), "result": r}
+        result["rows"].append(row)
+        shown = r.get("error") or (f"port {r['port_images_per_s']:.0f} img/s, default "
+                                   f"{r['default_images_per_s']:.0f} img/s, x{r['ratio']:.2f}")
+        print(f"{config:24s} {size:4d} px  {shown}  ({before})", file=sys.stderr)
+    if not args.no_load and not device.startswith("cuda"):
+        from nonvae.threads import usable_cores
+
+        cores = usable_cores()
+        variants = [("default (threads: auto, passive OpenMP waiting)", {}, False),
+                    (f"train.threads={cores}, OpenMP spinning (torch's default)", {"train.threads": cores}, True)]
+        for name, overrides, spin in variants:
+            spec = {"config": "lines/acai", "size": 32, "batch": 64, "device": device, "warmup": 2,
+                    "rounds": 2, "steps": 4, "max_seconds": 5.0, "settle": 4.5, "overrides": overrides,
+                    "spin": spin}
+            before = _uptime()
+            r = run_child("load", spec, {}, args.timeout)
+            result["load"].append({"variant": name, "uptime_before": before, "uptime_after": _uptime(),
+                                   "result": r})
+            shown = r.get("error") or (f"quiet {r['quiet_images_per_s']:.0f}, busy {r['busy_images_per_s']:.0f}"
+                                       f" img/s, x{r['busy_over_quiet']:.2f}")
+            print(f"under load: {name}: {shown}  ({before})", file=sys.stderr)
+    result["loadavg_after"] = list(os.getloadavg())
+    result["seconds"] = time.time() - started
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    md = headline_markdown(result)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    print(f"\nwrote {out} and {out.with_suffix('.md')} in {result['seconds']:.0f} s")
+    return 0
+
+
+def headline_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Machine: {m.get('gpu') or m['cpu']}, {m['cores']} cores, torch {m['torch']}; "
+             f"1-min load average {result['loadavg_before'][0]:.1f} before, {result['loadavg_after'][0]:.1f} "
+             f"after ({result['seconds']:.0f} s).", "",
+             "nonvae's default config against a straightforward eager fp32 port (benchmarks/port.py), "
+             "interleaved windows in one process, same batch, same threads; medians:", "",
+             "| config | px | images/step | default precision | threads | port img/s | default img/s "
+             "| × port (per round) | × port in CPU time | GFLOP/image | % of matmul rate: default (port) "
+             "| load average |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        r = row["result"]
+        head = f"| {row['config']} | {row['size']} | {r.get('images_per_step', row['batch'])} |"
+        if "error" in r:
+            lines.append(f"{head} error: {r['error'][:90]} | | | | | | | | |")
+            continue
+        prec = r["precision"] + (" + channels_last" if r["channels_last"] else "")
+        per = ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])
+        threads = "/".join(str(t) for t in sorted(set(r["threads"])))
+        rate = r["matmul_gflop_per_s"]
+        lines.append(f"{head} {prec} | {threads} | {r['port_images_per_s']:.0f} | {r['default_images_per_s']:.0f} "
+                     f"| **{r['ratio']:.2f}** ({per}) | {r['ratio_cpu']:.2f} | {r['gflop_per_image_default']:.3f} | "
+                     f"{100 * r['utilization_default']:.0f}% of {rate[r['precision']]:.0f} "
+                     f"({100 * r['utilization_port']:.0f}% of {rate['fp32']:.0f}) | "
+                     f"{row['uptime_before'].split()[-3].rstrip(',')} |")
+    if result["load"]:
+        lines += ["", "lines/acai with one busy neighbour process (`python -c 'while True: pass'`), "
+                  "alternating quiet and busy phases, each timed after a few seconds of training:", "",
+                  "| threads | quiet img/s (threads) | with the busy process img/s (threads) | busy / quiet "
+                  "| load average |", "|---|---|---|---|---|"]
+        for row in result["load"]:
+            r = row["result"]
+            if "error" in r:
+                lines.append(f"| {row['variant']} | error: {r['error'][:90]} | | | |")
+                continue
+            tq = "/".join(str(t) for t in sorted(set(r["threads_quiet"])))
+            tb = "/".join(str(t) for t in sorted(set(r["threads_busy"])))
+            lines.append(f"| {row['variant']} | {r['quiet_images_per_s']:.0f} ({tq}) | "
+                         f"{r['busy_images_per_s']:.0f} ({tb}) | **{r['busy_over_quiet']:.2f}** | "
+                         f"{row['uptime_before'].split()[-3].rstrip(',')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer configs, variants and steps (~3-5 min)")
+    p.add_argument("--table", action="store_true",
+                   help="the per-setting variant table (and the options below) instead of the headline rows")
+    p.add_argument("--rounds", type=int, default=3, help="headline: interleaved port/default windows")
+    p.add_argument("--no-128", action="store_true", help="headline: skip celeba/disentangle at 128 px")
+    p.add_argument("--no-load", action="store_true", help="headline: skip the busy-neighbour rows")
+    p.add_argument("--quick", action="store_true", help="--table: fewer configs, variants and steps")
     p.add_argument("--out", default="results/throughput.json")
     p.add_argument("--configs", nargs="*", help="configs as dataset/method (default: all present); 'none'")
     p.add_argument("--variants", nargs="*", help=f"from: {', '.join(VARIANTS)}")
@@ -442,7 +697,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         kind, spec = args.child[0], json.loads(args.child[1])
-        jobs = {"train": child_train, "data": child_data, "quality": child_quality, "eval": child_eval}
+        if not spec.get("spin"):  # as the nonvae command does before torch starts (nonvae/threads.py)
+            from nonvae.threads import prefer_passive_openmp
+
+            prefer_passive_openmp()
+        jobs = {"train": child_train, "data": child_data, "quality": child_quality, "eval": child_eval,
+                "headline": child_headline, "load": child_load}
         out = jobs[kind](spec)
         print(json.dumps(out))
         return 0
@@ -450,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if not args.table:
+        return headline(args, device)
     gpu = device.startswith("cuda")
     configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else CONFIGS)
     configs = [c for c in configs if c != "none" and (CONFIGS / f"{c}.yaml").is_file()]

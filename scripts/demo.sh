@@ -7,4 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
+# idle OpenMP threads sleep instead of spinning (must be set before Python loads torch); the trainer's
+# thread policy then keeps to the cores other processes leave free, so a busy machine slows the demo
+# down in proportion instead of 10-50x (docs/distributed.md, "Speed settings")
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 python benchmarks/lines.py --budget-steps "${DEMO_STEPS:-1500}" --out "${DEMO_OUT:-results/demo}"

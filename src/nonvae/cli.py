@@ -16,10 +16,15 @@ from pathlib import Path
 from nonvae.errors import ConfigError, NonvaeError
 from nonvae.limits import output_file
 from nonvae.rundir import RunDir
+from nonvae.threads import prefer_passive_openmp
 
 log = logging.getLogger("nonvae")
 
 MAX_MESSAGE = 2000
+
+# before any command imports torch: idle OpenMP threads then sleep instead of spinning, which keeps a
+# shared machine from collapsing in the seconds before the thread policy reacts (nonvae/threads.py)
+prefer_passive_openmp()
 
 
 def default_run_dir(config: str) -> Path:

@@ -130,10 +130,13 @@ class TrainConfig:
     checkpoint_every: int = positive(5000)
     keep_checkpoints: int = positive(3)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast
-    channels_last: bool = False
+    # auto: bf16 autocast where bf16 is native (CUDA with bf16, x86 CPUs with AVX512-BF16 or AMX), else fp32;
+    # fp32 | bf16 force it (see docs/distributed.md, "Speed settings", for the speed and quality evidence)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True  # NHWC networks and batches (faster convs on CPU and GPU; no effect on MLPs)
     compile: bool = False
     fused_adam: bool = True  # fused Adam kernel where torch has one (CPU and CUDA): same maths, faster
+    # None: the cores other processes leave free, re-checked while training (nonvae/threads.py)
     threads: int | None = setting(None, gt=0, lt=2**16)
     nonfinite: Literal["stop", "skip"] = "stop"  # what to do on a NaN/inf loss
     detect_anomaly: bool = False
@@ -164,9 +167,9 @@ class EvalConfig:
     hausdorff: bool = True  # directed Hausdorff distances between test images and the model's samples
     hausdorff_samples: int = positive(10000)
     hausdorff_repeats: int = positive(10)
-    # autocast while encoding the probe/k-means/recon sets (lines, Hausdorff and transfer metrics always
-    # run in fp32)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # autocast while encoding the probe/k-means/recon sets (auto: bf16 where it is native, as train.precision;
+    # lines, Hausdorff and transfer metrics always run in fp32)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class Sections(dict):

@@ -43,11 +43,15 @@ def encode_all(model: Any, ds: ImageSet, device: torch.device | str, batch_size:
 
     ``recon=False`` skips decoding (the MSE is then NaN): a third of the work for a conv AE, which
     matters when encoding a whole training set for the probe. ``precision='bf16'`` runs the networks
-    under bf16 autocast (codes and errors are read back in float32). ``desc`` shows a progress bar.
+    under bf16 autocast (codes and errors are read back in float32); 'auto' does so where bf16 is native
+    (``nonvae.threads.native_bf16``). ``desc`` shows a progress bar.
     """
     from tqdm.auto import tqdm
 
+    from nonvae.threads import resolve_precision
+
     ae, device = backbone_of(model), torch.device(device)
+    precision = resolve_precision(precision, device.type)
     n = len(ds) if limit is None else min(limit, len(ds))
     codes, sq, count = [], 0.0, 0
     starts = range(0, n, batch_size)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 PathLike = str | Path
 
-THROUGHPUT_KEYS = ("steps_per_s", "images_per_s")
+THROUGHPUT_KEYS = ("steps_per_s", "images_per_s", "threads")
 NOT_CURVES = ("skipped",)
 
 

@@ -32,6 +32,7 @@ from nonvae.hooks import Hook, default_hooks
 from nonvae.limits import check_training_memory
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
 from nonvae.rundir import RunDir
+from nonvae.threads import ThreadPolicy, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,9 @@ def pick_device(name: str, dist: Dist) -> torch.device:
             from None
 
 
-def autocast_for(cfg: Config, device: torch.device):
-    if cfg.train.precision == "bf16":
+def autocast_for(precision: str, device: torch.device):
+    """A context-manager factory for the training step: bf16 autocast, or nothing (fp32)."""
+    if precision == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -347,8 +349,8 @@ class Trainer:
         self.run = RunDir(self.run_dir)
         self.dist = Dist()
         self.device = pick_device(cfg.train.device, self.dist)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        self.threads = ThreadPolicy(cfg.train.threads)  # re-checked every few seconds in fit()
+        self.precision = resolve_precision(cfg.train.precision, self.device.type)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for fp32 matmuls and convs (Ampere+)
@@ -368,7 +370,7 @@ class Trainer:
         self.method: Method = build_method(cfg, self.data.shape).to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        self.method.autocast = autocast_for(cfg, self.device)
+        self.method.autocast = autocast_for(self.precision, self.device)
         self.method.any_rank = self.dist.any
         self.optimizers = self.method.build_optimizers()
         self.callers = self._wrap_players()
@@ -571,6 +573,7 @@ class Trainer:
                     if self.dist.any(self._stop_signal is not None):  # every rank stops at the same step
                         self._interrupted()
                     step = self.step
+                    self.threads.update()
                     torch.manual_seed(step_seed(cfg.seed, step, self.dist.rank))
                     batch = batches.get(step)
                     images = len(batch["x"]) * self.dist.world  # two-domain batches hold 2 x batch_size
@@ -597,7 +600,8 @@ class Trainer:
                         elapsed = time.time() - started
                         rate = (self.step - started_step) / max(elapsed, 1e-9)
                         self.log.write(self.step, {**logs, "steps_per_s": rate,
-                                                   "images_per_s": rate * images})
+                                                   "images_per_s": rate * images,
+                                                   "threads": self.threads.threads})
                     if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                         self.save()
                     if self.step % t.sample_every == 0 or self.step == t.steps:

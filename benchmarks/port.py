@@ -1,0 +1,164 @@
+"""A straightforward PyTorch port of the benchmarked methods: what a user writes in an afternoon.
+
+No nonvae code: plain ``nn.Sequential`` networks of the same architectures and sizes as the configs,
+the same losses, ``torch.optim.Adam`` with its defaults (on CPU a per-tensor loop), fp32, NCHW, one
+eager forward per term as the original notebooks and official code compute them. It is the yardstick
+of ``benchmarks/throughput.py``: "× the port" is nonvae's default config over this loop, in the same
+process at the same thread count.
+
+One choice is generous to the port: the adversary's parameters are frozen during the autoencoder's
+update (a naive loop would also compute their gradients there and throw them away).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEAK = 0.2
+
+
+def _init(module: nn.Module) -> nn.Module:
+    """ACAI's reference init (as the official code): N(0, 1/((1 + 0.2^2) fan_in)), zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, math.sqrt(1.0 / ((1 + LEAK**2) * m.weight[0].numel())))
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def acai_encoder(channels: int, width: int, scales: int, latent: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 1)]
+    cin = width
+    for s in range(scales):
+        cout = width << s
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(LEAK),
+                   nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(LEAK), nn.AvgPool2d(2)]
+        cin = cout
+    layers += [nn.Conv2d(cin, width << scales, 3, padding=1), nn.LeakyReLU(LEAK),
+               nn.Conv2d(width << scales, latent, 3, padding=1)]
+    return _init(nn.Sequential(*layers))
+
+
+def acai_decoder(channels: int, width: int, scales: int, latent: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    cin = latent
+    for s in range(scales - 1, -1, -1):
+        cout = width << s
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(LEAK),
+                   nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(LEAK), nn.Upsample(scale_factor=2)]
+        cin = cout
+    layers += [nn.Conv2d(cin, width, 3, padding=1), nn.LeakyReLU(LEAK), nn.Conv2d(width, channels, 3, padding=1)]
+    return _init(nn.Sequential(*layers))
+
+
+def press_encoder(channels: int, widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for cout in widths:
+        layers += [nn.Conv2d(channels, cout, 4, 2, 1), nn.InstanceNorm2d(cout), nn.LeakyReLU(LEAK)]
+        channels = cout
+    return nn.Sequential(*layers)
+
+
+def press_decoder(channels: int, latent: int, widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for cout in widths:
+        layers += [nn.ConvTranspose2d(latent, cout, 4, 2, 1), nn.InstanceNorm2d(cout), nn.ReLU()]
+        latent = cout
+    layers += [nn.ConvTranspose2d(latent, channels, 4, 2, 1), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class AcaiPort:
+    """ACAI (Berthelot et al. 2018) as the official code trains it: critic on three batches."""
+
+    def __init__(self, channels: int, size: int, width: int, latent_width: int, latent: int, lr: float,
+                 weight: float = 0.5, gamma: float = 0.2) -> None:
+        scales = int(math.log2(size // latent_width))
+        self.encoder = acai_encoder(channels, width, scales, latent)
+        self.decoder = acai_decoder(channels, width, scales, latent)
+        self.critic = acai_encoder(channels, width, scales, latent)
+        self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.weight, self.gamma = weight, gamma
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).flatten(1).mean(1)
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        x = batch["x"]
+        z = self.encoder(x)
+        recon = self.decoder(z)
+        alpha = 0.5 - (torch.rand(len(x), device=x.device) - 0.5).abs()
+        a = alpha.view(-1, 1, 1, 1)
+        mixed = self.decoder(a * z + (1 - a) * z.flip(0))
+        self.critic.requires_grad_(False)
+        loss_ae = F.mse_loss(recon, x) + self.weight * self.score(mixed).pow(2).mean()
+        self.opt_ae.zero_grad()
+        loss_ae.backward()
+        self.opt_ae.step()
+        self.critic.requires_grad_(True)
+        loss_critic = (self.score(mixed.detach()) - alpha).pow(2).mean() + \
+            self.score(self.gamma * x + (1 - self.gamma) * recon.detach()).pow(2).mean()
+        self.opt_critic.zero_grad()
+        loss_critic.backward()
+        self.opt_critic.step()
+        return float(loss_ae)
+
+
+class DisentanglePort:
+    """Content disentanglement (Press et al. 2019): E1, E2, one decoder, an MLP on E1's code."""
+
+    def __init__(self, e1: nn.Module, e2: nn.Module, decoder: nn.Module, content_features: int, hidden: int,
+                 lr: float, weight: float, target: float | None, clip: float = 5.0) -> None:
+        self.e1, self.e2, self.decoder = e1, e2, decoder
+        self.disc = nn.Sequential(nn.Linear(content_features, hidden), nn.LeakyReLU(LEAK), nn.Linear(hidden, 1))
+        ae_params = [*e1.parameters(), *e2.parameters(), *decoder.parameters()]
+        self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=(0.5, 0.999))
+        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.weight, self.target, self.clip = weight, target, clip
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        x, domain = batch["x"], batch["domain"]
+        content = self.e1(x)
+        attribute = self.e2(x) * domain.view(-1, 1, 1, 1)
+        recon = self.decoder(torch.cat([content, attribute], 1))
+        self.disc.requires_grad_(False)
+        logits = self.disc(content.flatten(1)).squeeze(1)
+        target = torch.full_like(logits, 0.5 if self.target is None else self.target)
+        loss_ae = F.mse_loss(recon, x) + self.weight * F.binary_cross_entropy_with_logits(logits, target)
+        self.opt_ae.zero_grad()
+        loss_ae.backward()
+        nn.utils.clip_grad_norm_([p for g in self.opt_ae.param_groups for p in g["params"]], self.clip)
+        self.opt_ae.step()
+        self.disc.requires_grad_(True)
+        logits = self.disc(content.detach().flatten(1)).squeeze(1)
+        is_a = domain > 0.5
+        loss_disc = F.binary_cross_entropy_with_logits(logits[is_a], domain[is_a]) + \
+            F.binary_cross_entropy_with_logits(logits[~is_a], domain[~is_a])
+        self.opt_disc.zero_grad()
+        loss_disc.backward()
+        nn.utils.clip_grad_norm_(self.disc.parameters(), self.clip)
+        self.opt_disc.step()
+        return float(loss_ae)
+
+
+def build_port(config: str, size: int):
+    """The port of one benchmarked config (dataset/method), at ``size`` px."""
+    if config == "lines/acai":
+        return AcaiPort(1, size, width=16, latent_width=2, latent=16, lr=1e-4)
+    if config == "attributes/disentangle":  # 32 px: ACAI convs, width 8, 4x4 latent, 16 + 4 channels
+        scales = int(math.log2(size // 4))
+        e1, e2 = acai_encoder(1, 8, scales, 16), acai_encoder(1, 8, scales, 4)
+        return DisentanglePort(e1, e2, acai_decoder(1, 8, scales, 20), 16 * 16, 256, 2e-4, 0.03, None)
+    if config == "celeba/disentangle":  # Press et al.'s official networks: 128 px -> 2x2, E1 487 + E2 25
+        levels = int(math.log2(size // 2))
+        w = 32
+        e1 = press_encoder(3, [min(w << i, w * 8) for i in range(levels - 2)] + [487, 487])
+        e2 = press_encoder(3, [min(w << i, w * 4) for i in range(levels - 1)] + [25])
+        decoder = press_decoder(3, 512, [w << (levels - 2 - j) for j in range(levels - 1)])
+        return DisentanglePort(e1, e2, decoder, 487 * 4, 512, 2e-4, 0.001, 0.0)
+    raise ValueError(f"no port of {config}")

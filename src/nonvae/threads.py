@@ -1,0 +1,169 @@
+"""CPU thread policy and native-bf16 detection: the automatic speed choices of the trainer.
+
+Why threads need a policy: torch's intra-op pool is OpenMP, and every parallel region waits for all
+of its threads. When another process keeps a core busy, one of our threads runs only when the
+scheduler lets it, and each of the hundreds of small parallel regions in a training step waits for
+it: on 2 cores, 2 threads with one busy neighbour ran a lines/ACAI step 10-50x slower than 1 thread.
+So the default (``train.threads`` unset) is *the cores other processes leave free*, measured from
+``/proc/stat`` minus our own CPU time and re-checked every few seconds while training, never more
+than torch's thread count at start (``OMP_NUM_THREADS`` / ``torch.set_num_threads`` cap it) nor the
+cores this process may run on. ``train.threads=N`` pins N threads.
+
+``prefer_passive_openmp`` additionally makes idle OpenMP threads sleep instead of spin
+(``OMP_WAIT_POLICY=PASSIVE``); it only works before the OpenMP runtime starts, i.e. before torch is
+imported, so the ``nonvae`` command calls it first thing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+CHECK_EVERY_S = 2.0  # how often the free cores are measured while training
+FIRST_CHECK_S = 0.25  # the first measurement (over start-up: building data and networks) comes sooner
+# threads = floor(free cores + SLACK): a neighbour using a quarter of a core already costs a thread
+SLACK = 0.25
+
+
+def prefer_passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy; True when it can take effect.
+
+    libgomp reads the variable once, when it is loaded (with torch), so this is a no-op after
+    ``import torch``.
+    """
+    if "torch" in sys.modules:
+        return False
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return True
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's total."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have used (every core, summed), from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is already in user
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class ThreadPolicy:
+    """Keeps torch's intra-op threads at the number of cores other processes leave free.
+
+    ``update()`` is called once per training step; it costs a clock read except every
+    ``CHECK_EVERY_S`` seconds, when it reads /proc/stat and may call ``torch.set_num_threads``.
+    Without /proc/stat (not Linux) it uses the 1-minute load average at start and keeps that.
+    """
+
+    def __init__(self, pinned: int | None, interval: float = CHECK_EVERY_S) -> None:
+        import torch
+
+        self._torch = torch
+        self.pinned = pinned
+        self.interval = interval
+        self.cap = max(1, min(torch.get_num_threads(), usable_cores()))
+        self.changes = 0
+        self._checked = False
+        if pinned:
+            torch.set_num_threads(pinned)
+            self.threads = pinned
+            return
+        self._sample = self._read()
+        self.threads = self.cap
+        if self._sample[0] is None:  # no /proc/stat: the load average, once
+            try:
+                others = max(0.0, os.getloadavg()[0] - 1.0)
+            except OSError:
+                others = 0.0
+            self._set(self._choose(others))
+        else:
+            self._set(self.threads)
+
+    @staticmethod
+    def _read() -> tuple[float | None, float, float]:
+        return _busy_seconds(), _own_seconds(), time.monotonic()
+
+    def _choose(self, others: float) -> int:
+        free = usable_cores() - others
+        return max(1, min(self.cap, int(free + SLACK)))
+
+    def _set(self, n: int) -> None:
+        if n != self._torch.get_num_threads():
+            self._torch.set_num_threads(n)
+            self.changes += 1
+        self.threads = n
+
+    def others(self, before: tuple, after: tuple) -> float | None:
+        """Cores other processes used between two samples."""
+        if before[0] is None or after[0] is None or after[2] - before[2] <= 0:
+            return None
+        used = (after[0] - before[0]) - (after[1] - before[1])
+        return max(0.0, used / (after[2] - before[2]))
+
+    def update(self) -> int:
+        """Re-measure when due; return the thread count in use."""
+        if self.pinned or self._sample[0] is None:
+            return self.threads
+        now = time.monotonic()
+        first = not self._checked
+        if now - self._sample[2] < (FIRST_CHECK_S if first else self.interval):
+            return self.threads
+        self._checked = True
+        sample = self._read()
+        others = self.others(self._sample, sample)
+        self._sample = sample
+        if others is not None:
+            self._set(self._choose(others))
+        return self.threads
+
+    def describe(self) -> str:
+        if self.pinned:
+            return f"{self.pinned} (train.threads)"
+        return f"auto: {self.threads} of {self.cap} (the cores other processes leave free)"
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether bf16 arithmetic is native (fast) here: a CUDA GPU with bf16, or an x86 CPU with
+    AVX512-BF16 or AMX. Elsewhere bf16 is emulated or unmeasured and ``precision: auto`` means fp32."""
+    import torch
+
+    if device_type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device_type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """'auto' -> 'bf16' where bf16 is native (see ``native_bf16``), else 'fp32'."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device_type) else "fp32"

@@ -1,0 +1,102 @@
+"""The automatic speed choices: the thread policy, passive OpenMP waiting, precision 'auto'."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nonvae.threads import ThreadPolicy, native_bf16, resolve_precision, usable_cores
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pinned_threads_are_set_and_kept(restore_threads):
+    policy = ThreadPolicy(1, interval=0.0)
+    assert torch.get_num_threads() == 1
+    time.sleep(0.01)
+    assert policy.update() == 1 and policy.changes == 0
+    assert "train.threads" in policy.describe()
+
+
+def test_auto_never_exceeds_the_thread_count_at_start(restore_threads):
+    """OMP_NUM_THREADS / torch.set_num_threads cap the policy: the suite's one thread stays one."""
+    torch.set_num_threads(1)
+    policy = ThreadPolicy(None, interval=0.0)
+    for _ in range(3):
+        time.sleep(0.3)
+        assert policy.update() == 1
+    assert torch.get_num_threads() == 1
+
+
+def test_choice_is_the_free_cores(restore_threads):
+    torch.set_num_threads(usable_cores())
+    policy = ThreadPolicy(None)
+    cores = usable_cores()
+    assert policy._choose(0.0) == cores  # nothing else running: every core
+    assert policy._choose(float(cores)) == 1  # everything busy: still one thread
+    assert policy._choose(cores + 5.0) == 1
+    if cores >= 2:
+        assert policy._choose(1.0) == cores - 1  # one busy neighbour costs one thread
+        assert policy._choose(0.5) == cores - 1  # half a core of load already costs one
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc/stat (Linux)")
+def test_measures_a_busy_neighbour(restore_threads):
+    """A process spinning on a core between two samples shows up as (about) one core of others' use."""
+    policy = ThreadPolicy(None)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        before = policy._read()
+        time.sleep(1.0)
+        after = policy._read()
+    finally:
+        busy.kill()
+        busy.wait()
+    others = policy.others(before, after)
+    assert others is not None and others >= 0.5  # at least half a core (it shares the machine with others)
+
+
+def test_passive_openmp_is_set_before_torch_and_respects_the_user():
+    code = "import os, sys; import nonvae.cli; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = SRC
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "False"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "ACTIVE"
+
+
+def test_precision_auto():
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    assert resolve_precision("auto", "mps") == "fp32"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text().split():
+        assert native_bf16("cpu")
+
+
+def test_trainer_resolves_auto_and_logs_threads(tmp_path, tiny_lines):
+    from nonvae.train import train
+
+    trainer = train(tiny_lines("configs/lines/ae.yaml", **{"train.steps": 2, "train.log_every": 1}), tmp_path)
+    assert trainer.cfg.train.precision == "auto"  # the resolved config keeps 'auto'; the trainer resolves it
+    assert trainer.precision == resolve_precision("auto", "cpu")
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["threads"] for r in rows if r["kind"] == "train"] == [1, 1]
