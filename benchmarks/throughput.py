@@ -1,29 +1,28 @@
-"""Training throughput of every method config, and what each speed setting buys.
+"""Training throughput: nonvae's defaults against a straightforward port, alone and next to a busy process.
 
-For each config at 32 px (lines / Fashion-MNIST size) and 128 px (CelebA size) it times full
-training steps of the real trainer path (``Trainer`` + ``Method.train_step``: autocast, channels_last,
-fused Adam, torch.compile as configured) on a synthetic in-memory batch, and reports:
+The default command (one command, a few minutes on 2 cores) prints and writes to --out:
 
-- images/s, and its ratio to plain eager fp32 (unfused Adam, NCHW, no autocast, ``--threads``);
-- model GFLOP per image (``torch.utils.flop_counter.FlopCounterMode`` over one whole step, both
-  players, forward and backward) and the achieved FLOP/s as a share of this machine's 2048x2048
-  matmul rate in the dtype in use, measured in the same process with the same threads right after;
-- peak memory: ``ru_maxrss`` of a fresh subprocess per variant (peak, and the increase over the
-  built model before the first step) on CPU; ``torch.cuda.max_memory_allocated`` on GPU.
+- per config (lines/acai and attributes/disentangle at 32 px, celeba/disentangle at 128 px): images/s
+  of the default config on the real trainer path (``Trainer`` + ``Method.train_step``: thread policy,
+  precision auto, channels_last, fused Adam) against ``benchmarks/port.py`` (a plain eager fp32 loop
+  of the same networks and losses, no nonvae code), interleaved windows in one process on the same
+  synthetic batch and at the same thread count; the ratio also in CPU seconds (robust to other
+  processes' load); model GFLOP per image (``torch.utils.flop_counter``; the same for both) and the
+  achieved FLOP/s as a share of the 2048x2048 matmul rate in the dtype in use, measured right after;
+- lines/acai with one busy neighbour process (started and stopped by the benchmark), for the
+  default thread policy and for torch's default (all cores, spinning OpenMP waits).
 
-Separately: the data pipeline alone (``LinesStream.batch``, ``ArrayStream.batch`` over Fashion-MNIST
-and over a synthetic uint8 128 px set, the two-domain sampler), and optionally (``--quality-steps``)
-a side-by-side lines run at the same budget in fp32 and bf16, scored like ``nonvae eval``.
+The 1-minute load average is recorded next to every row: on a shared machine only ratios measured
+in the same process are comparable.
 
-    python benchmarks/throughput.py --threads 1 --out results/throughput.json   # full, ~30 min on 2 cores
-    python benchmarks/throughput.py --quick --threads 1 --out results/throughput_quick.json
-    python benchmarks/throughput.py --quality-steps 2000 --configs none --threads 1  # bf16 quality only
+    python benchmarks/throughput.py --out results/throughput.json
+    python benchmarks/throughput.py --table --threads 1 --out results/throughput_table.json  # per setting
+    python benchmarks/throughput.py --table --configs none --no-data --eval-scale 200  # 60k probe, fp32/bf16
+    python benchmarks/throughput.py --table --quality-steps 2000 --configs none --threads 1  # bf16 quality
 
-Timings are the best of several windows (robust to other processes on a shared machine); the
-load average before and after is recorded in the JSON. On a machine other processes also use,
-pass ``--threads 1``: OpenMP threads spin while they wait for each other, and with 2 threads on 2
-busy cores a step can take 10x longer or more, which drowns every other difference (the
-"torch default threads" variants show it).
+``--table`` is the older per-setting table (each speed setting switched on alone from plain eager
+fp32, every config, 32 and 128 px, memory, the data pipeline, evaluation at scale, optionally a
+fp32-vs-bf16 lines run): best of several windows, one subprocess per variant.
 """
 
 from __future__ import annotations
@@ -49,7 +48,8 @@ CONFIGS = [
 QUICK_CONFIGS = ["lines/ae", "lines/acai", "fashion_mnist/ae", "celeba/disentangle"]
 PLAIN = {"train.fused_adam": False, "train.precision": "fp32", "train.channels_last": False,
          "train.compile": False}
-# name -> (config overrides on top of PLAIN, extra environment)
+# name -> (config overrides on top of PLAIN, extra environment); "cores" = every usable core
+SPINNING = {"torch default threads"}  # run without the passive OpenMP waiting the nonvae command sets
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "eager fp32": ({}, {}),
     "channels_last": ({"train.channels_last": True}, {}),
@@ -58,8 +58,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "fused Adam": ({"train.fused_adam": True}, {}),
     "fused + bf16 + channels_last": ({"train.fused_adam": True, "train.precision": "bf16",
                                       "train.channels_last": True}, {}),
-    "torch default threads": ({"train.threads": None}, {}),
-    "default threads + OMP_WAIT_POLICY=PASSIVE": ({"train.threads": None}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "torch default threads": ({"train.threads": "cores"}, {}),  # every core, spinning OpenMP waits
+    "default threads + OMP_WAIT_POLICY=PASSIVE": ({"train.threads": "cores"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "auto threads (the default policy)": ({"train.threads": None}, {}),
     "threads=1": ({"train.threads": 1}, {}),
     "torch.compile": ({"train.compile": True}, {}),
 }
@@ -172,6 +173,7 @@ def child_train(spec: dict) -> dict:
         _sync(device)
         start = time.perf_counter()
         for _ in range(n):
+            trainer.threads.update()
             method.train_step(batch, step, trainer.optimizers, trainer.call)
             step += 1
         _sync(device)
@@ -596,11 +598,14 @@ def headline(args: argparse.Namespace, device: str) -> int:
         from nonvae.threads import usable_cores
 
         cores = usable_cores()
-        variants = [("default (threads: auto, passive OpenMP waiting)", {}, False),
-                    (f"train.threads={cores}, OpenMP spinning (torch's default)", {"train.threads": cores}, True)]
-        for name, overrides, spin in variants:
+        # (name, overrides, spinning OpenMP, rounds, settle s): the default needs a few seconds to see a
+        # new neighbour (its policy re-measures every 2 s); pinned threads do not, and crawl when loaded
+        variants = [("default (threads: auto, passive OpenMP waiting)", {}, False, 2, 3.0),
+                    (f"train.threads={cores}, OpenMP spinning (torch's default)", {"train.threads": cores}, True,
+                     1, 0.5)]
+        for name, overrides, spin, rounds, settle in variants:
             spec = {"config": "lines/acai", "size": 32, "batch": 64, "device": device, "warmup": 2,
-                    "rounds": 2, "steps": 4, "max_seconds": 5.0, "settle": 4.5, "overrides": overrides,
+                    "rounds": rounds, "steps": 4, "max_seconds": 3.0, "settle": settle, "overrides": overrides,
                     "spin": spin}
             before = _uptime()
             r = run_child("load", spec, {}, args.timeout)
@@ -651,16 +656,18 @@ def headline_markdown(result: dict) -> str:
         lines += ["", "lines/acai with one busy neighbour process (`python -c 'while True: pass'`), "
                   "alternating quiet and busy phases, each timed after a few seconds of training:", "",
                   "| threads | quiet img/s (threads) | with the busy process img/s (threads) | busy / quiet "
-                  "| load average |", "|---|---|---|---|---|"]
+                  "| busy / the default's quiet | load average |", "|---|---|---|---|---|---|"]
+        reference = result["load"][0]["result"].get("quiet_images_per_s")
         for row in result["load"]:
             r = row["result"]
             if "error" in r:
-                lines.append(f"| {row['variant']} | error: {r['error'][:90]} | | | |")
+                lines.append(f"| {row['variant']} | error: {r['error'][:90]} | | | | |")
                 continue
+            vs_default = f"{r['busy_images_per_s'] / reference:.2f}" if reference else "-"
             tq = "/".join(str(t) for t in sorted(set(r["threads_quiet"])))
             tb = "/".join(str(t) for t in sorted(set(r["threads_busy"])))
             lines.append(f"| {row['variant']} | {r['quiet_images_per_s']:.0f} ({tq}) | "
-                         f"{r['busy_images_per_s']:.0f} ({tb}) | **{r['busy_over_quiet']:.2f}** | "
+                         f"{r['busy_images_per_s']:.0f} ({tb}) | **{r['busy_over_quiet']:.2f}** | {vs_default} | "
                          f"{row['uptime_before'].split()[-3].rstrip(',')} |")
     return "\n".join(lines)
 
@@ -750,8 +757,13 @@ def main(argv: list[str] | None = None) -> int:
             base = None
             for name in names:
                 overrides, env = VARIANTS[name]
+                if overrides.get("train.threads") == "cores":
+                    from nonvae.threads import usable_cores
+
+                    overrides = {**overrides, "train.threads": usable_cores()}
                 spec = {"config": config, "size": size, "batch": batch, "device": device,
-                        "overrides": {**base_threads, **overrides}, **timing[32 if size <= 32 else 128]}
+                        "overrides": {**base_threads, **overrides}, **timing[32 if size <= 32 else 128],
+                        "spin": name in SPINNING}
                 if name == "torch.compile":
                     spec["warmup"] = 3
                 own_threads = overrides.get("train.threads", args.threads) is not None
