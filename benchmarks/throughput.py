@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "src" / "nonvae" / "configs"  # the built-in configs ship inside the package
-CONFIGS = [
+ALL_CONFIGS = [
     "lines/ae", "lines/acai", "fashion_mnist/ae", "fashion_mnist/ltae_s", "fashion_mnist/ae_augment",
     "attributes/disentangle", "celeba/disentangle",
 ]
@@ -216,7 +216,7 @@ def _setup_default(spec: dict):
     overrides = {"data.image_size": spec["size"], "train.batch_size": spec["batch"],
                  "train.device": spec["device"], "train.progress": False, "train.tensorboard": False,
                  "train.report": False, **spec.get("overrides", {})}
-    cfg = load_config(REPO / "configs" / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
+    cfg = load_config(CONFIGS / f"{spec['config']}.yaml", [_kv(k, v) for k, v in overrides.items()])
     bundle, images = synthetic_bundle(cfg, spec["batch"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, data=bundle)
@@ -720,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table:
         return headline(args, device)
     gpu = device.startswith("cuda")
-    configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else CONFIGS)
+    configs = args.configs if args.configs is not None else (QUICK_CONFIGS if args.quick else ALL_CONFIGS)
     configs = [c for c in configs if c != "none" and (CONFIGS / f"{c}.yaml").is_file()]
     compile_mode = args.compile or ("none" if args.quick else "one")
     timing = {32: {"warmup": 1, "steps": 2, "windows": 2}, 128: {"warmup": 1, "steps": 1, "windows": 2}}

@@ -78,6 +78,9 @@ def fit(config: Config | str | Path | dict | None = None, train: Any = None, tes
         if trainer.dist.active:
             trainer.callers = dict(trainer.method.players())
             torch.distributed.destroy_process_group()
+    # back to the standard layout (training may run channels_last): the returned model then computes
+    # exactly what ``nonvae.load(run_dir)`` does
+    trainer.method.to(memory_format=torch.contiguous_format)
     sampler = None
     if bundle is not None and trainer.dist.is_main:
         sampler = _keep_memory_data(trainer, run_dir)
