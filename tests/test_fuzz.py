@@ -364,3 +364,65 @@ def test_every_checkpoint_tensor_mutated(fuzz_run: Path, tmp_path: Path) -> None
                               "tmp": str(tmp_path / "m")})
     assert len(cases) > 100
     _check(cases, _drive(cases, tmp_path, timeout=600), allowed=(2,))
+
+
+def _mutations(data: bytes) -> dict[str, bytes]:
+    """Truncated at the start, inside a header, half way, one byte short; inflated by one byte and 1 MiB."""
+    return {"empty": b"", "1": data[:1], "7": data[:7], "17": data[:17], "half": data[: len(data) // 2],
+            "short": data[:-1], "+1": data + b"\0", "+1MiB": data + bytes(1 << 20)}
+
+
+def test_every_reader_with_truncated_and_inflated_files(tmp_path: Path) -> None:
+    """Each file of each dataset reader (IDX raw and gzip, CIFAR-10 binary, SVHN .mat, an image list),
+    cut short or grown, through `nonvae train`: one line, exit 2."""
+    import numpy as np
+    from PIL import Image
+
+    from .test_data_cifar_svhn import make_cifar, make_svhn
+    from .test_data_idx import make_split
+
+    base = [*TINY_SET, "--set=train.steps=1"]
+    datasets: dict[str, tuple[Path, list[str]]] = {}
+    for gz in (False, True):
+        root = tmp_path / f"idx{int(gz)}"
+        root.mkdir()
+        make_split(root, "train", gz=gz)
+        make_split(root, "test", gz=gz)
+        datasets[root.name] = (root, ["configs/fashion_mnist/ae.yaml", f"--set=data.root={root}",
+                                      "--set=data.image_size=32"])
+    make_cifar(tmp_path / "c10")
+    datasets["c10"] = (tmp_path / "c10", ["configs/cifar10/ae.yaml", f"--set=data.root={tmp_path}/c10",
+                                          "--set=data.image_size=32", "--set=data.channels=3"])
+    (tmp_path / "svhn").mkdir()
+    make_svhn(tmp_path / "svhn", "train")
+    make_svhn(tmp_path / "svhn", "test")
+    datasets["svhn"] = (tmp_path / "svhn", ["configs/svhn/ae.yaml", f"--set=data.root={tmp_path}/svhn",
+                                            "--set=data.image_size=32", "--set=data.channels=3"])
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(imgs / f"{i}.png")
+    (imgs / "list.txt").write_text("".join(f"{imgs}/{i}.png\n" for i in range(6)))
+    datasets["imgs"] = (imgs, ["configs/images/ae.yaml", f"--set=data.root={imgs}/list.txt",
+                               "--set=data.channels=1", f"--set=data.cache_dir={tmp_path}/cache"])
+    cases = []
+    for name, (folder, argv) in datasets.items():
+        for file in sorted(p for p in folder.iterdir() if p.is_file()):
+            original = file.read_bytes()
+            for how, data in _mutations(original).items():
+                if data == original:  # a cut past the end of a small file
+                    continue
+                copy = tmp_path / "m" / f"{name}-{file.name}-{how}"
+                shutil.copytree(folder, copy)
+                (copy / file.name).write_bytes(data)
+                run = [a.replace(str(folder), str(copy)) for a in argv]
+                cases.append({"kind": "cli", "timeout": 30, "mutate": f"{name}/{file.name}/{how}",
+                              "argv": ["train", str(REPO / run[0]), *base, *run[1:], "--run-dir", f"{copy}-run"]})
+    assert len(cases) > 100
+    results = _drive(cases, tmp_path, timeout=600)
+    # bytes appended after a self-delimiting container (PNG chunks, MATLAB variables) leave the values read
+    # unchanged: the only mutations that may be accepted
+    lenient = [c for c, r in zip(cases, results, strict=True) if r["rc"] == 0 and not (
+        c["mutate"].endswith(("/+1", "/+1MiB")) and (".png/" in c["mutate"] or ".mat/" in c["mutate"]))]
+    assert not lenient, [c["mutate"] for c in lenient][:10]
+    _check(cases, results)
