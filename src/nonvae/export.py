@@ -141,7 +141,7 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
     weights, an old eval.json, sampler or samples, the older config.yaml layout), so the folder never mixes two."""
     if not (out / STATE_FILE).is_file():
         return
-    names = (RunDir.eval.name, RunDir.test_images.name, RunDir.sampler.name, "config.yaml")
+    names = (RunDir.eval.name, RunDir.test_images.name, RunDir.sampler.name, RunDir.config.name)
     for path in out.iterdir():
         stale = path.suffix == ".safetensors" or path.name in names
         if stale and path.name not in keep and path.is_file():
