@@ -249,7 +249,8 @@ def test_report_ranks_the_keys_evaluation_emits(tiny_run, tmp_path):
     for name, values in (("a", metrics), ("b", lower)):
         (tmp_path / name).mkdir()
         save_metrics(values, RunDir(tmp_path / name).eval)
-        pages.append(RunPage(path=tmp_path / name, name=name, metrics=values, meta=read_meta(tmp_path / name)))
+        pages.append(RunPage(path=tmp_path / name, name=name, metrics=values, meta=read_meta(tmp_path / name),
+                             data_key="attributes"))  # both on the same data: ranked against each other
     html = metrics_table_html(pages)
     rows = {key: (arrow, cells) for key, arrow, cells in
             re.findall(r'<tr><td class="key"[^>]*>([^<]+)</td><td class="dir">([^<]*)</td>(.*?)</tr>', html)}
