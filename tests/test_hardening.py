@@ -451,3 +451,21 @@ def test_a_config_from_a_newer_version_is_not_called_a_typo(capsys, acai_run: Pa
     assert "did you mean" not in line
     (run / "config.yaml").write_text(text.replace("train:\n", "train:\n  ema_decay: 0.999\n", 1))  # same version
     fails(capsys, ["eval", str(run)], "unknown config key 'train.ema_decay'")
+
+
+def test_non_utf8_file_names_in_an_image_folder(capsys, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(np.full((16, 16), 6 * i, np.uint8)).save(os.fsdecode(bytes(folder) + b"/\xff%d.png" % i))
+    bad = os.fsdecode(bytes(folder) + b"/\xfebad.png")
+    Path(bad).write_bytes(b"not a png")
+    argv = ["train", "images/ae", *[f"--set={s}" for s in (
+        f"data.root={folder}", "data.channels=1", "data.image_size=16", "model.latent_width=2", "model.width=4",
+        "train.steps=1", "train.progress=false", "train.tensorboard=false", "train.report=false",
+        f"data.cache_dir={tmp_path}/cache")]]
+    fails(capsys, [*argv, "--run-dir", str(tmp_path / "r1")], "bad.png", "cannot decode image")
+    assert main([*argv, "--set=data.bad_images=skip", "--run-dir", str(tmp_path / "r2")]) == 0

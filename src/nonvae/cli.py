@@ -401,6 +401,11 @@ def setup_logging(args: argparse.Namespace) -> None:
         logger.addHandler(handler)
 
 
+def _printable(text: str) -> str:
+    """A message any stream can take: a non-UTF-8 file name's bytes shown as \\x escapes, not an error."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -412,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonvaeError as exc:
         if args.debug:
             raise
-        message = " ".join(str(exc).split())  # always one line
+        message = _printable(" ".join(str(exc).split()))  # always one line
         if len(message) > MAX_MESSAGE:  # a message quoting a huge value is cut, never printed whole
             message = message[: MAX_MESSAGE - 5] + " ..."
         print("nonvae: error: " + message, file=sys.stderr)
@@ -421,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = exc.filename if exc.filename is not None else "nonvae"
-        print(f"nonvae: error: {where}: {exc.strerror or ' '.join(str(exc).split())}"[:MAX_MESSAGE], file=sys.stderr)
+        text = _printable(f"nonvae: error: {where}: {exc.strerror or ' '.join(str(exc).split())}")
+        print(text[:MAX_MESSAGE], file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         msg = str(exc) or "interrupted"
