@@ -295,6 +295,16 @@ def _option_cases(run: Path, tmp: Path) -> list[dict]:
         "transfer": ["transfer", "attributes_disentangle", "--n", "2", "--out", f"{tmp}/t.png"],
         "report": ["report", str(run), "--pairs", "1", "--steps", "2", "--out", f"{tmp}/r.html"],
     }
+    from .test_celeba import attribute_rows, write_attributes
+
+    celeba = tmp / "celeba"
+    celeba.mkdir()
+    rows = attribute_rows()
+    for name, _ in rows:
+        (celeba / name).write_bytes(b"")  # preprocess lists the files; it does not decode them
+    write_attributes(tmp / "attrs.txt", rows)
+    verbs["preprocess"] = ["preprocess", "celeba", "--root", str(celeba), "--attributes", f"{tmp}/attrs.txt",
+                           "--test-size", "2", "--dest", f"{tmp}/pre"]
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
     cases = []
@@ -305,7 +315,8 @@ def _option_cases(run: Path, tmp: Path) -> list[dict]:
             flag = action.option_strings[-1]
             if action.type is _int_option:
                 values = INT_VALUES
-            elif action.dest in ("out", "png", "run_dir", "table", "content", "attribute"):
+            elif action.dest in ("out", "png", "run_dir", "table", "content", "root", "attributes", "dest",
+                                 "partition") or (action.dest == "attribute" and verb == "transfer"):
                 values = _paths(tmp, {"png": ".png", "out": Path(base[-1]).suffix}.get(action.dest, ".txt"))
             else:
                 values = ["", "x" * 5000]
