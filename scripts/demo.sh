@@ -11,4 +11,6 @@ bash scripts/setup.sh
 # thread policy then keeps to the cores other processes leave free, so a busy machine slows the demo
 # down in proportion instead of 10-50x (docs/distributed.md, "Speed settings")
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# The benchmark's own CPU schedule (lr 1e-3, gradient clipping 1.0, ACAI's lambda warm-up) applies;
+# it ends by printing the ACAI / baseline ratios and whether ACAI won on both metrics.
 python benchmarks/lines.py --budget-steps "${DEMO_STEPS:-1500}" --out "${DEMO_OUT:-results/demo}"

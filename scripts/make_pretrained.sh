@@ -18,8 +18,8 @@ THREADS=${THREADS:-2}
 LAMBDA=${DISENTANGLE_LAMBDA:-0.03}
 export OMP_NUM_THREADS=$THREADS
 
-python benchmarks/lines.py --budget-steps 2000 --threads "$THREADS" --set train.grad_clip=1.0 \
-  --set train.report=false --out "$RESULTS/lines"
+python benchmarks/lines.py --budget-steps 1500 --seeds 0 --threads "$THREADS" --set train.report=false \
+  --out "$RESULTS/lines"
 python benchmarks/probe.py --budget-steps 1500 --latents 16 --methods acai --threads "$THREADS" \
   --set train.report=false --out "$RESULTS/probe"
 # lane 1/2 of [ablation, confuse lambda]: only the confuse run
@@ -32,8 +32,8 @@ export_model() {  # run directory, model name
   nonvae sample "$1" --n 64 --out "$RESULTS/samples_$2.png"
   nonvae export "$1" --out "src/nonvae/pretrained/$2" --inference-only --half --samples 16
 }
-export_model "$RESULTS/lines/ae" lines_ae
-export_model "$RESULTS/lines/acai" lines_acai
+export_model "$RESULTS/lines/seed0/ae" lines_ae
+export_model "$RESULTS/lines/seed0/acai" lines_acai
 export_model "$RESULTS/probe/acai_16" fashion_mnist_acai
 export_model "$RESULTS/disentangle_pretrained/confuse_lambda_$LAMBDA" attributes_disentangle
 du -sh src/nonvae/pretrained/*

@@ -59,3 +59,30 @@ def test_disentangle_benchmark_variants_table(tmp_path):
         for _, key, _ in disentangle.VARIANT_COLUMNS:
             assert row.get(key) is not None, key
     assert "attribute gain" in (tmp_path / "disentangle_variants.md").read_text()
+
+
+def test_lines_benchmark_seeds_table_and_reuse(tmp_path, capsys):
+    import lines
+
+    tiny = tiny_overrides(**{"data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4,
+                             "data.test_limit": 32})
+    args = ["--budget-steps", "2", "--seeds", "0,1", "--threads", "1", "--out", str(tmp_path),
+            *[a for kv in tiny for a in ("--set", kv)]]
+    assert lines.main([*args, "--only", "ae"]) == 0  # baselines only, no table yet
+    assert sorted(p.name for p in (tmp_path / "seed1").iterdir()) == ["ae"]
+    stamp = (tmp_path / "seed0" / "ae" / "benchmark.json").stat().st_mtime_ns
+    assert lines.main(args) == 0  # reuses both baselines, trains ACAI for both seeds, writes the table
+    assert (tmp_path / "seed0" / "ae" / "benchmark.json").stat().st_mtime_ns == stamp
+    payload = json.loads((tmp_path / "lines.json").read_text())
+    assert payload["seeds"] == [0, 1] and len(payload["results"]["acai"]) == 2
+    assert [r["overrides"][-1] for r in payload["results"]["acai"]] == ["regularizers.acai.warmup_steps=1000"] * 2
+    md = (tmp_path / "lines.md").read_text()
+    assert "per-seed ratios" in md and "both ratios <= 0.5" in md
+    assert (tmp_path / "interpolations_acai.png").is_file() and (tmp_path / "lines.html").is_file()
+    # an ACAI-only ablation next to the same baselines
+    ablation = tmp_path / "warmup0"
+    assert lines.main([*args, "--acai-set", "regularizers.acai.warmup_steps=0", "--acai-out", str(ablation)]) == 0
+    assert (tmp_path / "seed0" / "ae" / "benchmark.json").stat().st_mtime_ns == stamp
+    assert json.loads((ablation / "lines.json").read_text())["results"]["acai"][0]["overrides"][-1] == \
+        "regularizers.acai.warmup_steps=0"
+    assert "ACAI beats the baseline on both" in capsys.readouterr().out
