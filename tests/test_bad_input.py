@@ -80,6 +80,7 @@ def damaged(run: Path, tmp_path: Path, name: str = "copy") -> tuple[Path, Path]:
     ("data.name=mnsit", ["data.name", "did you mean 'mnist'"]),
     ("data.image_size=20", ["data.image_size", "model.latent_width", "power of 2"]),
     ("model.latent_width=3", ["model.latent_width=3", "data.image_size=16"]),
+    ("data.image_size=8", ["lines images need size >= 10"]),  # the official renderer overruns below
     ("train.steps", ["--set 'train.steps'", "KEY=VALUE"]),
     ("train.steps.max=3", ["'steps' is not a section"]),
 ])
