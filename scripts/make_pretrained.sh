@@ -6,7 +6,8 @@
 # the examples/ notebooks, `nonvae transfer` and `nonvae report` work without training or the data.
 #   lines_ae, lines_acai        benchmarks/lines.py (the README's lines table)
 #   fashion_mnist_acai          benchmarks/probe.py, ACAI with the 4x4x16 latent
-#   attributes_disentangle      benchmarks/disentangle.py, the 'confuse' encoder target at the lambda in
+#   attributes_disentangle      benchmarks/disentangle.py, configs/attributes/disentangle.yaml as shipped
+#                               (global E2 vector, 'confuse' encoder target) at the lambda in
 #                               DISENTANGLE_LAMBDA, trained 9,000 steps (3x the benchmark table's budget)
 # RESULTS=DIR keeps the benchmark runs elsewhere (default results/); THREADS=N per process.
 set -euo pipefail
