@@ -52,6 +52,9 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return rc, err.getvalue()
 
 
+_CONFIGS: dict = {}
+
+
 def run_ckpt(case: dict) -> tuple[int, str]:
     import shutil
 
@@ -79,7 +82,10 @@ def run_ckpt(case: dict) -> tuple[int, str]:
     tensors[m["key"]] = t.contiguous()
     save_file(tensors, str(folder / m["file"]))
     case = {**case, "folder": str(folder)}
-    cfg = load_config(case["config"], case["overrides"])
+    key = (case["config"], tuple(case["overrides"]))
+    if key not in _CONFIGS:  # the same config for every case of a family: parse it once
+        _CONFIGS[key] = load_config(case["config"], case["overrides"])
+    cfg = _CONFIGS[key]
     method = build_method(cfg, image_shape_of(cfg))
     opts = method.build_optimizers()
     try:
