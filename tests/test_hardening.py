@@ -469,3 +469,19 @@ def test_non_utf8_file_names_in_an_image_folder(capsys, tmp_path: Path) -> None:
         f"data.cache_dir={tmp_path}/cache")]]
     fails(capsys, [*argv, "--run-dir", str(tmp_path / "r1")], "bad.png", "cannot decode image")
     assert main([*argv, "--set=data.bad_images=skip", "--run-dir", str(tmp_path / "r2")]) == 0
+
+
+def test_a_one_image_test_set_trains_without_an_interpolation_grid(capsys, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((16, 16), 30 * i, np.uint8)).save(folder / f"{i}.png")
+    argv = ["train", "images/ae", *[f"--set={s}" for s in (
+        f"data.root={folder}", "data.channels=1", "data.image_size=16", "model.latent_width=2", "model.width=4",
+        "data.test_limit=1", "train.steps=1", "train.progress=false", "train.tensorboard=false",
+        "train.report=false", f"data.cache_dir={tmp_path}/cache")], "--run-dir", str(tmp_path / "r")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert list((tmp_path / "r" / "samples").glob("*recon*"))

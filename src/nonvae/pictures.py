@@ -26,10 +26,13 @@ def sample_grids(model, test: ImageSet, run: RunDir, step: int, device: torch.de
     recon = reconstruct(model, x, domain)
     pairs = torch.stack([x[:n], recon[:n]])  # (2, n, C, H, W): inputs above, reconstructions below
     half = len(x) // 2
-    interp = interpolate(model, x[:half], x[half: 2 * half], steps,
-                         None if domain is None else domain[:half],
-                         None if domain is None else domain[half: 2 * half])
-    grids = {"samples/reconstructions": pairs.cpu(), "samples/interpolations": interp.cpu()}
+    grids = {"samples/reconstructions": pairs.cpu()}
+    if half:  # a test set of one image has no pair to interpolate between
+        interp = interpolate(model, x[:half], x[half: 2 * half], steps,
+                             None if domain is None else domain[:half],
+                             None if domain is None else domain[half: 2 * half])
+        grids["samples/interpolations"] = interp.cpu()
     save_grid(grids["samples/reconstructions"], run.grid("recon", step))
-    save_grid(grids["samples/interpolations"], run.grid("interp", step))
+    if "samples/interpolations" in grids:
+        save_grid(grids["samples/interpolations"], run.grid("interp", step))
     return {k: image_grid(v) for k, v in grids.items()}
