@@ -564,7 +564,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-HEADLINE = [("lines/acai", 32, 64), ("attributes/disentangle", 32, 32), ("celeba/disentangle", 128, 8)]
+# (config, px, batch per domain, overrides): the defaults, and lines/acai with bf16 switched on (its config
+# keeps fp32 for quality, see configs/lines/acai.yaml) to show what bf16 would buy
+HEADLINE = [("lines/acai", 32, 64, {}), ("lines/acai", 32, 64, {"train.precision": "bf16"}),
+            ("attributes/disentangle", 32, 32, {}), ("celeba/disentangle", 128, 8, {})]
 HEADLINE_GPU_BATCH_128 = 32
 
 
@@ -579,21 +582,21 @@ def headline(args: argparse.Namespace, device: str) -> int:
     argv = sys.argv[1:]
     result: dict = {"command": " ".join(["python benchmarks/throughput.py", *argv]), "machine": machine(device),
                     "loadavg_before": list(os.getloadavg()), "rows": [], "load": []}
-    for config, size, batch in HEADLINE:
+    for config, size, batch, overrides in HEADLINE:
         if size > 32 and args.no_128:
             continue
         if size > 32 and device.startswith("cuda"):
             batch = HEADLINE_GPU_BATCH_128
         spec = {"config": config, "size": size, "batch": batch, "device": device, "warmup": 2,
-                "rounds": args.rounds, "steps": 3 if size <= 32 else 2, "max_seconds": 4.0}
+                "rounds": args.rounds, "steps": 3 if size <= 32 else 2, "max_seconds": 4.0, "overrides": overrides}
         before = _uptime()
         r = run_child("headline", spec, {}, args.timeout)
-        row = {"config": config, "size": size, "batch": batch, "uptime_before": before,
+        row = {"config": config, "size": size, "batch": batch, "overrides": overrides, "uptime_before": before,
                "uptime_after": _uptime(), "result": r}
         result["rows"].append(row)
         shown = r.get("error") or (f"port {r['port_images_per_s']:.0f} img/s, default "
                                    f"{r['default_images_per_s']:.0f} img/s, x{r['ratio']:.2f}")
-        print(f"{config:24s} {size:4d} px  {shown}  ({before})", file=sys.stderr)
+        print(f"{config:24s} {size:4d} px {overrides or ''} {shown}  ({before})", file=sys.stderr)
     if not args.no_load and not device.startswith("cuda"):
         from nonvae.threads import usable_cores
 
@@ -639,7 +642,8 @@ def headline_markdown(result: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         r = row["result"]
-        head = f"| {row['config']} | {row['size']} | {r.get('images_per_step', row['batch'])} |"
+        label = row["config"] + "".join(f" ({k}={v})" for k, v in row.get("overrides", {}).items())
+        head = f"| {label} | {row['size']} | {r.get('images_per_step', row['batch'])} |"
         if "error" in r:
             lines.append(f"{head} error: {r['error'][:90]} | | | | | | | | |")
             continue
