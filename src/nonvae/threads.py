@@ -139,7 +139,8 @@ class ThreadPolicy:
     def describe(self) -> str:
         if self.pinned:
             return f"{self.pinned} (train.threads)"
-        return f"auto: {self.threads} of {self.cap} (the cores other processes leave free)"
+        return (f"auto: {self.threads} now, at most {self.cap} (the cores other processes leave free, "
+                f"re-measured every {self.interval:g} s)")
 
 
 def native_bf16(device_type: str) -> bool:

@@ -370,6 +370,10 @@ class Trainer:
         self.method: Method = build_method(cfg, self.data.shape).to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
+        if self.dist.is_main:  # the automatic choices, said once (docs/distributed.md, "Speed settings")
+            log.info("precision %s%s, channels_last %s, threads %s", self.precision,
+                     " (auto)" if cfg.train.precision == "auto" else "", cfg.train.channels_last,
+                     self.threads.describe())
         self.method.autocast = autocast_for(self.precision, self.device)
         self.method.any_rank = self.dist.any
         self.optimizers = self.method.build_optimizers()
