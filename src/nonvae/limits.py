@@ -82,6 +82,19 @@ def check_training_memory(cfg) -> None:  # noqa: ANN001
                  f"model.width={cfg.model.width}", "lower them")
 
 
+def _named_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
+    """A non-empty, UTF-8 path (model cards and logs quote it), or one line saying what is wrong."""
+    text = os.fspath(path)
+    if not text:
+        raise ConfigError(f"{flag}: empty path")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag} {text.encode('utf-8', 'surrogateescape')!r}: the {kind} name is not valid UTF-8; "
+                          "use a UTF-8 name") from None
+    return Path(text)
+
+
 def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Check an output file path before any work: one line instead of a traceback (or a hang) at the end.
 
@@ -89,15 +102,7 @@ def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     folder, a FIFO or device (writing would block), and a folder that cannot be created (under a file,
     a read-only file system, a symlink loop, no permission). The folder is created.
     """
-    text = os.fspath(path)
-    if not text:
-        raise ConfigError(f"{flag}: empty path")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{flag} {text.encode('utf-8', 'surrogateescape')!r}: the file name is not valid UTF-8; "
-                          "use a UTF-8 name") from None
-    out = Path(text)
+    out = _named_path(path, flag, "file")
     try:
         if out.is_dir():
             raise ConfigError(f"{flag} {out}: is a folder; give a file name")
@@ -113,15 +118,7 @@ def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
 
 def output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Check an output folder path (as :func:`output_file`, but it must be, or become, a folder)."""
-    text = os.fspath(path)
-    if not text:
-        raise ConfigError(f"{flag}: empty path")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{flag} {text.encode('utf-8', 'surrogateescape')!r}: the folder name is not valid "
-                          "UTF-8; use a UTF-8 name") from None
-    out = Path(text)
+    out = _named_path(path, flag, "folder")
     try:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{flag} {out}: exists and is not a folder")
