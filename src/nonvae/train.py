@@ -370,10 +370,6 @@ class Trainer:
         self.method: Method = build_method(cfg, self.data.shape).to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        if self.dist.is_main:  # the automatic choices, said once (docs/distributed.md, "Speed settings")
-            log.info("precision %s%s, channels_last %s, threads %s", self.precision,
-                     " (auto)" if cfg.train.precision == "auto" else "", cfg.train.channels_last,
-                     self.threads.describe())
         self.method.autocast = autocast_for(self.precision, self.device)
         self.method.any_rank = self.dist.any
         self.optimizers = self.method.build_optimizers()
@@ -553,6 +549,10 @@ class Trainer:
                 "must be one folder that every node sees (shared storage)"
             )
         self.write_config()
+        if self.dist.is_main:  # the automatic choices, said once, after a resume has been accepted
+            # (docs/distributed.md, "Speed settings"); before it, a refused resume stays one line
+            log.info("precision %s%s, channels_last %s, threads %s", self.precision,
+                     " (auto)" if t.precision == "auto" else "", t.channels_last, self.threads.describe())
         batches = Batches(self.data.train, t.batch_size, self.dist.rank, self.dist.world, self.device,
                           t.channels_last, t.steps)
         old_handlers = {}
