@@ -121,3 +121,17 @@ def test_missing_dataset_names_files(capsys):
     assert main(["train", f"{REPO}/configs/mnist/ae.yaml", "--set", "data.root=/nonexistent/mnist"]) == 2
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err and "/nonexistent/mnist" in err
+
+
+def test_reader_leaving_the_pipe_is_not_an_error():
+    """`nonvae configs | head -1`: the reader closes early; no 'error' line, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "nonvae", "configs"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves after one line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "error" not in err and "Traceback" not in err, err

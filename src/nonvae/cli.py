@@ -8,7 +8,9 @@ to stderr (``-q`` warnings only, ``-v`` more).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -414,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "device", None) is not None:
             args.device = str(resolve_device(args.device))
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `nonvae configs | head`: the reader left; stop quietly, as Unix tools do
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # the final flush goes here
+        return 141
     except NonvaeError as exc:
         if args.debug:
             raise
