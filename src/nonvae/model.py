@@ -224,7 +224,7 @@ def write_model_card(cfg: Config, folder: Path, metrics: dict, step: int | None,
     front = {
         "license": "mit",
         "library_name": LIBRARY,
-        "tags": ["autoencoder", "non-variational-autoencoder", "pytorch", cfg.method, *regs],
+        "tags": ["autoencoder", "non-variational-autoencoder", "pytorch", *dict.fromkeys([cfg.method, *regs])],
         "datasets": [cfg.data.name],
         "metrics": sorted({k.split("/")[0] for k in numeric}) or ["mse"],
         "model-index": [{"name": folder.name, "results": [{
