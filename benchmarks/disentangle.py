@@ -51,6 +51,16 @@ TARGETS = {"class_kept_ratio": (0.9, False), "class_kept_removal_ratio": (0.9, F
            "recon_ratio": (1.5, True), "transfer/attribute_gain": (0.8, False)}
 
 
+def finished(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The row a finished run with exactly these overrides left (result.json), so reruns reuse it."""
+    done = run_dir / "result.json"
+    if done.is_file():
+        row = json.loads(done.read_text())
+        if row.get("overrides") == overrides:
+            return row
+    return None
+
+
 def run_name(fool: str, lam: float) -> str:
     return "lambda_0" if lam == 0 else f"{fool}_lambda_{lam:g}"
 
@@ -61,16 +71,13 @@ def run_one(fool: str, lam: float, steps: int, out: Path, extra: list[str], seed
                  f"train.checkpoint_every={max(steps // 2, 1)}", f"seed={seed}",
                  f"regularizers.domain.weight={lam:g}", f"regularizers.domain.fool={fool}", *extra]
     run_dir = out / run_name(fool, lam)
-    done = run_dir / "result.json"
-    if done.is_file():
-        row = json.loads(done.read_text())
-        if row.get("overrides") == overrides:
-            return row
+    if (row := finished(run_dir, overrides)) is not None:
+        return row
     _, metrics = common.train_and_evaluate(CONFIG, run_dir, overrides)
     recon = [metrics[k] for k in ("transfer/recon_mse_a", "transfer/recon_mse_b") if k in metrics]
     row = {"encoder target": fool if lam else "-", "lambda": lam, "recon_mse": sum(recon) / len(recon),
            **metrics, "overrides": overrides, "run_dir": str(run_dir)}
-    done.write_text(json.dumps(row, indent=1) + "\n")
+    (run_dir / "result.json").write_text(json.dumps(row, indent=1) + "\n")
     return row
 
 
@@ -99,15 +106,12 @@ def run_variant(kind: str, base: str, method: str, steps: int, out: Path, extra:
                  f"train.checkpoint_every={max(steps // 2, 1)}", f"seed={seed}", f"data.attribute={kind}",
                  f"data.base={base}", *METHODS[method], *extra]
     run_dir = out / f"{kind}_{base}" / method
-    done = run_dir / "result.json"
-    if done.is_file():
-        row = json.loads(done.read_text())
-        if row.get("overrides") == overrides:
-            return row
+    if (row := finished(run_dir, overrides)) is not None:
+        return row
     _, metrics = common.train_and_evaluate(CONFIG, run_dir, overrides)
     row = {"variant": f"{kind}/{base}", "method": method, **metrics, "overrides": overrides,
            "run_dir": str(run_dir)}
-    done.write_text(json.dumps(row, indent=1) + "\n")
+    (run_dir / "result.json").write_text(json.dumps(row, indent=1) + "\n")
     return row
 
 

@@ -617,12 +617,17 @@ def headline(args: argparse.Namespace, device: str) -> int:
             shown = r.get("error") or (f"quiet {r['quiet_images_per_s']:.0f}, busy {r['busy_images_per_s']:.0f}"
                                        f" img/s, x{r['busy_over_quiet']:.2f}")
             print(f"under load: {name}: {shown}  ({before})", file=sys.stderr)
+    return write_result(result, started, args.out, headline_markdown)
+
+
+def write_result(result: dict, started: float, out_path: str, render) -> int:
+    """Stamp the load and duration, write the JSON and its Markdown table, print the table."""
     result["loadavg_after"] = list(os.getloadavg())
     result["seconds"] = time.time() - started
-    out = Path(args.out)
+    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    md = headline_markdown(result)
+    md = render(result)
     out.with_suffix(".md").write_text(md + "\n")
     print(md)
     print(f"\nwrote {out} and {out.with_suffix('.md')} in {result['seconds']:.0f} s")
@@ -805,16 +810,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["quality"].append(row)
                     print(f"quality {config} seed {seed} {label}: {r}", file=sys.stderr)
 
-    result["loadavg_after"] = list(os.getloadavg())
-    result["seconds"] = time.time() - started
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    md = markdown(result)
-    out.with_suffix(".md").write_text(md + "\n")
-    print(md)
-    print(f"\nwrote {out} and {out.with_suffix('.md')} in {result['seconds']:.0f} s")
-    return 0
+    return write_result(result, started, args.out, markdown)
 
 
 if __name__ == "__main__":

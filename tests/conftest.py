@@ -59,3 +59,18 @@ def tiny_digits():
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
+    """Run the CLI, expect exit 2 and exactly one 'nonvae: error:' line containing every needle."""
+    from nonvae.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("nonvae: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -19,25 +19,12 @@ import yaml
 from nonvae.cli import main
 from nonvae.errors import CheckpointError, ConfigError
 
-from .conftest import REPO, tiny_overrides
+from .conftest import REPO, fails, tiny_overrides
 
 AE = f"{REPO}/configs/lines/ae.yaml"
 TINY = [f"--set={s}" for s in tiny_overrides(**{
     "data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4, "data.test_limit": 64,
     "train.steps": 2, "eval.lines_pairs": 4})]
-
-
-def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
-    """Run the CLI, expect exit 2 and exactly one 'nonvae: error:' line containing every needle."""
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("nonvae: error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

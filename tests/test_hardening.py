@@ -23,7 +23,7 @@ from nonvae.cli import main
 from nonvae.config import load_config
 from nonvae.train import RESUMABLE_KEYS, check_resume_compatible, resumable
 
-from .conftest import REPO, tiny_overrides
+from .conftest import REPO, fails, tiny_overrides
 
 AE = f"{REPO}/configs/lines/ae.yaml"
 ACAI = f"{REPO}/configs/lines/acai.yaml"
@@ -31,19 +31,6 @@ TINY = [f"--set={s}" for s in tiny_overrides(**{
     "data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4, "data.test_limit": 64,
     "train.steps": 2, "train.checkpoint_every": 1, "eval.lines_pairs": 4})]
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}/src", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
-    """Run the CLI, expect exit 2 and exactly one 'nonvae: error:' line containing every needle."""
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("nonvae: error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
