@@ -86,3 +86,41 @@ def test_lines_benchmark_seeds_table_and_reuse(tmp_path, capsys):
     assert json.loads((ablation / "lines.json").read_text())["results"]["acai"][0]["overrides"][-1] == \
         "regularizers.acai.warmup_steps=0"
     assert "ACAI beats the baseline on both" in capsys.readouterr().out
+
+
+def test_probe_benchmark_budget_sweep_reuse_and_pca_rows(tmp_path, capsys, caplog):
+    import probe
+
+    tiny = [o for o in tiny_overrides(**{"data.name": "digits", "data.image_size": 16, "model.latent_width": 4,
+                                         "data.test_limit": 60})
+            if not o.startswith(("train.checkpoint_every=", "train.eval_every="))]
+    args = ["--seeds", "0,1", "--latents", "1", "--threads", "1", "--out", str(tmp_path),
+            *[a for kv in tiny for a in ("--set", kv)]]
+    assert probe.main([*args, "--budgets", "2", "--methods", "ae"]) == 0
+    stamp = (tmp_path / "ae_1" / "seed0" / "budget2.json").stat().st_mtime_ns
+    assert probe.main([*args, "--budgets", "2,4"]) == 0  # reuses the two baselines at 2 steps, resumes them to 4
+    assert (tmp_path / "ae_1" / "seed0" / "budget2.json").stat().st_mtime_ns == stamp
+    payload = json.loads((tmp_path / "probe.json").read_text())
+    assert sorted((r["method"], r["budget"], r["seed"]) for r in payload["results"]) == sorted(
+        (m, b, s) for m in ("ae", "acai") for b in (2, 4) for s in (0, 1))
+    for r in payload["results"]:
+        assert 0 <= r["probe/accuracy"] <= 1 and 0 <= r["kmeans/accuracy"] <= 1 and r["recon/mse"] > 0
+    # the 4-step runs continued the 2-step ones (same directory, logged every 2 steps), time adds up
+    log = [json.loads(line) for line in (tmp_path / "acai_1" / "seed1" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({row["step"] for row in log if row.get("kind") == "train"}) == [2, 4]
+    four = next(r for r in payload["results"] if (r["method"], r["budget"], r["seed"]) == ("acai", 4, 1))
+    two = next(r for r in payload["results"] if (r["method"], r["budget"], r["seed"]) == ("acai", 2, 1))
+    assert four["train_seconds_total"] == pytest.approx(two["train_seconds_total"] + four["train_seconds"])
+    assert [(v["budget"], v["seeds"]) for v in payload["verdicts"]] == [(2, [0, 1]), (4, [0, 1])]
+    assert payload["pca"][0]["components"] == 16 and 0 < payload["pca"][0]["probe/accuracy"] <= 1
+    md = (tmp_path / "probe.md").read_text()
+    assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "(target >= +2" in md
+    captured = capsys.readouterr()
+    assert "k-means accuracy" in captured.out
+    # each of the 4 runs resumed at 4 steps (a retrained run would say nothing)
+    resumed = [r for r in caplog.records if "config changed since this run started: train.checkpoint_every, "
+               "train.eval_every, train.steps" in r.getMessage()]
+    assert len(resumed) == 4
+    # a smaller budget than the one a run directory already reached is refused, not silently retrained
+    with pytest.raises(SystemExit, match="already past 3 steps"):
+        probe.main([*args, "--budgets", "3", "--seeds", "0", "--methods", "ae"])
