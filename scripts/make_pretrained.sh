@@ -5,7 +5,8 @@
 # float16 (`nonvae export --inference-only --half`), its sampler and 16 of its test images (samples.npz), so that
 # the examples/ notebooks, `nonvae transfer` and `nonvae report` work without training or the data.
 #   lines_ae, lines_acai        benchmarks/lines.py (the README's lines table)
-#   fashion_mnist_acai          benchmarks/probe.py, ACAI with the 4x4x16 latent
+#   fashion_mnist_ae,           benchmarks/probe.py, seed 0 with the 4x4x16 latent at PROBE_BUDGET steps:
+#   fashion_mnist_acai          the baseline and ACAI at the same budget and schedule
 #   attributes_disentangle      benchmarks/disentangle.py, configs/attributes/disentangle.yaml as shipped
 #                               (global E2 vector, 'confuse' encoder target) at the lambda in
 #                               DISENTANGLE_LAMBDA, trained 9,000 steps (3x the benchmark table's budget)
@@ -17,12 +18,13 @@ bash scripts/setup.sh >/dev/null
 RESULTS=${RESULTS:-results}
 THREADS=${THREADS:-2}
 LAMBDA=${DISENTANGLE_LAMBDA:-0.03}
+PROBE_BUDGET=${PROBE_BUDGET:-4000}
 export OMP_NUM_THREADS=$THREADS
 
 python benchmarks/lines.py --budget-steps 1500 --seeds 0 --threads "$THREADS" --set train.report=false \
   --out "$RESULTS/lines"
-python benchmarks/probe.py --budget-steps 1500 --latents 16 --methods acai --threads "$THREADS" \
-  --set train.report=false --out "$RESULTS/probe"
+python benchmarks/probe.py --budgets "$PROBE_BUDGET" --seeds 0 --latents 16 --threads "$THREADS" --no-pca \
+  --out "$RESULTS/probe"
 # lane 1/2 of [ablation, confuse lambda]: only the confuse run
 python benchmarks/disentangle.py --steps 9000 --lambdas "$LAMBDA" --fools confuse --lane 1/2 --threads "$THREADS" \
   --out "$RESULTS/disentangle_pretrained"
@@ -35,6 +37,7 @@ export_model() {  # run directory, model name
 }
 export_model "$RESULTS/lines/seed0/ae" lines_ae
 export_model "$RESULTS/lines/seed0/acai" lines_acai
-export_model "$RESULTS/probe/acai_16" fashion_mnist_acai
+export_model "$RESULTS/probe/ae_16/seed0" fashion_mnist_ae
+export_model "$RESULTS/probe/acai_16/seed0" fashion_mnist_acai
 export_model "$RESULTS/disentangle_pretrained/confuse_lambda_$LAMBDA" attributes_disentangle
 du -sh src/nonvae/pretrained/*
