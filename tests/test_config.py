@@ -57,7 +57,8 @@ def test_unknown_section_and_override():
 
 
 def test_overrides_apply_and_enable_sections():
-    cfg = load_config(None, ["train.steps=7", "regularizers.acai.weight=0.25", "model.hidden=[3, 4]"])
+    cfg = load_config(None, ["train.steps=7", "regularizers.acai.weight=0.25", "model.backbone=mlp",
+                           "model.hidden=[3, 4]"])
     assert cfg.train.steps == 7
     assert cfg.regularizers.acai is not None and cfg.regularizers.acai.weight == 0.25
     assert cfg.regularizers.domain is None

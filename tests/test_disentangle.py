@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nonvae.autoencoders import SplitAutoencoder
+from nonvae.autoencoders import SplitAutoencoder, SplitModel
 from nonvae.cli import main
-from nonvae.config import ModelConfig, load_config
+from nonvae.config import load_config
 from nonvae.evaluate.run import evaluate
 from nonvae.evaluate.transfer import attribute_gain
 from nonvae.latent import add_code, remove_code
@@ -42,7 +42,7 @@ def test_press_architecture_matches_the_official_widths():
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
     assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in ae.content_encoder.modules()) == 6
     # levels follow image size / latent width; the interface is the same as the ACAI-style backbone
-    small = SplitAutoencoder(ModelConfig(backbone="split", arch="press", width=4, latent_width=2, content_dim=6,
+    small = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
                                          attribute_dim=2, norm="instance", out_activation="tanh"), (1, 16, 16))
     x = torch.rand(3, 1, 16, 16) * 2 - 1
     content, attribute = small.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
@@ -87,7 +87,7 @@ def test_attribute_gain_on_known_changes():
 
 def test_global_attribute_code():
     """attribute_code=global: E2 carries attribute_dim numbers per image, zero vector = zero map."""
-    cfg = ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
+    cfg = SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
                       attribute_code="global")
     ae = SplitAutoencoder(cfg, (1, 16, 16))
     x = torch.rand(3, 1, 16, 16) * 2 - 1
@@ -99,7 +99,7 @@ def test_global_attribute_code():
     w = ae.attribute_encoder.spread.weight  # (2 * 16, 2)
     assert torch.allclose(attribute[0].flatten(), w @ v[0], atol=1e-5)
     assert (ae.attribute_encoder.spread(torch.zeros(1, 2)) == 0).all()
-    press = SplitAutoencoder(ModelConfig(backbone="split", arch="press", width=4, latent_width=2, content_dim=6,
+    press = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
                                          attribute_dim=3, norm="instance", out_activation="tanh",
                                          attribute_code="global"), (1, 16, 16))
     out = press(x, torch.ones(3))

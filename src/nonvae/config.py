@@ -12,6 +12,7 @@ falls back to a default. ``--set a.b=c`` overrides any key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import reprlib
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from nonvae.errors import ConfigError, did_you_mean
-from nonvae.registry import DATASETS, REGULARIZERS, Registry, load_plugins
+from nonvae.registry import BACKBONES, DATASETS, REGULARIZERS, Registry, load_plugins
 
 
 # --------------------------------------------------------------------------- field metadata
@@ -85,33 +86,17 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone: the ACAI conv autoencoder, an MLP, or the split (E1, E2) encoder."""
+    """The keys every backbone has; each backbone extends this in its own file (``nonvae/autoencoders/``)
+    and registers the subclass (``@register_backbone(name, config=...)``); ``model.backbone`` picks it.
 
-    backbone: str = "conv"  # a registered backbone: conv | mlp | split
-    width: int = positive(16)  # d: channels of the first conv level
-    latent_width: int = positive(2)  # spatial size of the latent (conv backbone)
+    The grid keys are here because the ACAI critic mirrors them whatever the backbone.
+    """
+
+    backbone: str = "conv"  # a registered backbone: conv | mlp | split | ...
+    width: int = positive(16)  # d: channels of the first conv level (conv and split backbones, ACAI's critic)
+    latent_width: int = positive(2)  # spatial size of the latent grid
     latent_channels: int = positive(16)
-    latent_dim: int = positive(32)  # mlp backbone: size of the latent vector
-    hidden: list[int] = positive(factory=lambda: [500, 500])  # mlp backbone
-    activation: Literal["leaky_relu", "softplus", "relu"] = "leaky_relu"  # mlp backbone
-    # split backbone (content disentanglement)
-    content_dim: int = non_negative(0)  # 0 = derive from the architecture
-    attribute_dim: int = non_negative(0)
-    # spatial: E2 is a map on the latent grid (attribute_dim channels, room for the donor's shape);
-    # global: E2 is averaged over the grid to an attribute_dim vector, which a learned linear map
-    # (no bias: a zero code stays zero) spreads back over the grid's attribute_dim channels
-    attribute_code: Literal["spatial", "global"] = "spatial"
-    arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
-    norm: Literal["none", "instance"] = "none"  # press arch
     out_activation: Literal["none", "tanh"] = "none"
-    # LTAE latent transform z' = a * (z + b) (+ noise when decoding)
-    transform: Literal["none", "standardize", "minmax"] = "none"  # none | LTAE-S | LTAE-M
-    transform_noise: float = non_negative(0.01)
-
-    def validate(self, where: str) -> None:
-        from nonvae.registry import BACKBONES
-
-        BACKBONES.get(self.backbone)
 
 
 @dataclass
@@ -186,6 +171,20 @@ class Sections(dict):
         return self.get(name)
 
 
+def variant(registry: Registry, base: type) -> Any:
+    """A section whose dataclass the registered part named by its first key picks (data.name, model.backbone);
+    by default the part that key's default names."""
+    def default() -> Any:
+        name = next(f.default for f in dataclasses.fields(base) if f.name == _key_field(registry))
+        return (registry.get(name).config or base)()
+
+    return field(default_factory=default, metadata={"variant": registry})
+
+
+def _key_field(registry: Registry) -> str:
+    return registry.key.rsplit(".", 1)[-1]  # 'data.name' -> 'name'
+
+
 @dataclass
 class InitConfig:
     """Start from another run's weights (fine-tuning)."""
@@ -202,8 +201,8 @@ class Config:
     method: str = "ae"
     # Python files (relative to the config file) or modules that register further parts (docs/extending.md)
     plugins: list[str] = field(default_factory=list)
-    data: DataConfig = field(default_factory=DataConfig, metadata={"variant": DATASETS})
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = variant(DATASETS, DataConfig)
+    model: ModelConfig = variant(BACKBONES, ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regularizers: Sections = field(default_factory=Sections, metadata={"sections": REGULARIZERS})
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -326,23 +325,34 @@ def _mapping(value: Any, where: str) -> dict:
     return value
 
 
-def _variant(registry: Registry, base: type, value: Any, where: str) -> Any:
-    """A section whose dataclass is picked by its ``name`` key from ``registry`` (the data section).
+def _variant(registry: Registry, base: type, value: Any, where: str, stored: bool) -> Any:
+    """A section whose dataclass is picked by one key (``data.name``, ``model.backbone``) from ``registry``.
 
-    A key that only another registered variant has is ignored, as the single data section of
-    earlier versions did: resolved configs carry every dataset's keys, and editing ``name`` in one
-    must keep working. Any other unknown key is an error naming the closest valid key.
+    A key that only another registered part has is an error naming the key, the parts that have it and
+    the closest key of this one (it would be silently ignored otherwise). ``stored``: a resolved config a
+    run directory or model folder holds; older versions wrote every part's keys there, and what a run
+    ignored then is dropped now.
     """
     data = _mapping(value, where)
-    default_name = next(f.default for f in dataclasses.fields(base) if f.name == "name")
-    name = _convert(str, data.get("name", default_name), f"{where}.name")
+    key = _key_field(registry)
+    default_name = next(f.default for f in dataclasses.fields(base) if f.name == key)
+    name = _convert(str, data.get(key, default_name), f"{where}.{key}")
     cls = registry.get(name).config or base
     own = {_yaml_name(f.name) for f in dataclasses.fields(cls)}
-    others = {_yaml_name(f.name) for n in registry.names() if (c := registry.get(n).config)
-              for f in dataclasses.fields(c)}
-    for key in data:
-        if key not in own and key not in others:
-            raise ConfigError(f"unknown config key {_cut(f'{where}.{key}')!r}" + did_you_mean(_cut(str(key)), own))
+    for k in data:
+        if k in own:
+            continue
+        owners = [n for n in registry.names() if (c := registry.get(n).config)
+                  and k in {_yaml_name(f.name) for f in dataclasses.fields(c)}]
+        if owners and stored:
+            continue
+        path = _cut(f"{where}.{k}")
+        if owners:
+            close = difflib.get_close_matches(str(k), sorted(own), n=2, cutoff=0.6)  # only a real near miss
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            raise ConfigError(f"config key {path!r} is a key of {registry.key} {' | '.join(owners)}, not of "
+                              f"{name!r}: remove it or set {registry.key}: {owners[0]}{hint}")
+        raise ConfigError(f"unknown config key {path!r}" + did_you_mean(_cut(str(k)), own))
     return from_dict(cls, {k: v for k, v in data.items() if k in own}, where)
 
 
@@ -360,8 +370,8 @@ def _sections(registry: Registry, value: Any, where: str) -> Sections:
     return out
 
 
-def from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, refusing unknown keys."""
+def from_dict(cls: type, data: dict, where: str = "", stored: bool = False) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys (``stored``: see :func:`_variant`)."""
     hints = typing.get_type_hints(cls)
     fields = {_yaml_name(f.name): f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -371,7 +381,7 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
             raise ConfigError(f"unknown config key {_cut(path)!r}" + did_you_mean(_cut(str(key)), fields))
         f = fields[key]
         if "variant" in f.metadata:
-            kwargs[f.name] = _variant(f.metadata["variant"], hints[f.name], value, path)
+            kwargs[f.name] = _variant(f.metadata["variant"], hints[f.name], value, path, stored)
         elif "sections" in f.metadata:
             kwargs[f.name] = _sections(f.metadata["sections"], value, path)
         else:
@@ -537,11 +547,16 @@ METHODS: dict[str, tuple[frozenset[str], str | None]] = {
 }
 
 
+def transform_of(cfg: Config) -> str:
+    """model.transform (LTAE's latent transform) of the plain backbones; 'none' for one without it."""
+    return getattr(cfg.model, "transform", "none")
+
+
 def built_method(cfg: Config) -> str:
     """The method name of what ``cfg`` builds: a preset's name, else its regularizers joined by '+'."""
     regs = frozenset(k for k, v in cfg.regularizers.items() if v is not None)
     for name, (want, transform) in METHODS.items():
-        if want == regs and transform in (None, cfg.model.transform):
+        if want == regs and transform in (None, transform_of(cfg)):
             return name
     return "+".join(sorted(regs))
 
@@ -556,7 +571,7 @@ def check_method(cfg: Config) -> None:
     regs = sorted(k for k, v in cfg.regularizers.items() if v is not None)
     if cfg.method in METHODS:
         want, transform = METHODS[cfg.method]
-        if want == frozenset(regs) and transform in (None, cfg.model.transform):
+        if want == frozenset(regs) and transform in (None, transform_of(cfg)):
             return  # e.g. augment_finetune and ae_augment build the same thing
         needs = ", ".join(f"regularizers.{r}" for r in sorted(want)) or "no regularizers"
         if transform:
@@ -564,7 +579,7 @@ def check_method(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'method': {_cut(cfg.method)!r} needs {needs}, but this config has "
             f"{', '.join(f'regularizers.{r}' for r in regs) or 'no regularizers'}"
-            f"{f' and model.transform: {cfg.model.transform}' if transform else ''}, which is method {built!r}"
+            f"{f' and model.transform: {transform_of(cfg)}' if transform else ''}, which is method {built!r}"
         )
     builtin = {r for want, _ in METHODS.values() for r in want}
     if any(r not in builtin for r in regs):
@@ -579,11 +594,13 @@ def _cut(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                stored: bool = False) -> Config:
     """Read a YAML config (a path or a built-in name; defaults when None), apply overrides, validate.
 
-    Without a ``method`` key the method is named after what the config builds (see :data:`METHODS`);
-    with one, it must match.
+    ``stored``: the resolved config of a run directory or model folder (see :func:`_variant`). Without a
+    ``method`` key the method is named after what the config builds (see :data:`METHODS`); with one, it
+    must match.
     """
     if path is not None:
         from nonvae.resources import config_path
@@ -594,7 +611,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         if data.get("plugins") is not None:  # first: they register the parts the rest may name
             data["plugins"] = load_plugins(data["plugins"], Path(path).parent if path is not None else Path.cwd())
-        cfg = from_dict(Config, data)
+        cfg = from_dict(Config, data, stored=stored)
         if "method" in data:
             check_method(cfg)
         else:

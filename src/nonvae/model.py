@@ -205,7 +205,7 @@ def read_config_json(path: Path) -> Config:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: not a nonvae {RunDir.config_json.name} ({type(exc).__name__}: {exc})") from None
     try:
-        return from_dict(_Config, config)
+        return from_dict(_Config, config, stored=True)
     except ConfigError as exc:
         from nonvae.config import newer_version_note
 

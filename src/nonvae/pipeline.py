@@ -47,7 +47,7 @@ def config_of(path: str | Path) -> Config:
         from nonvae.model import read_config_json
 
         return read_config_json(file)
-    return load_config(file)
+    return load_config(file, stored=True)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries: bool = False) -> Method:

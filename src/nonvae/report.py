@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nonvae.config import transform_of
 from nonvae.errors import CheckpointError, ConfigError, NonvaeError
 from nonvae.report_html import best_of, markdown_html, render_html  # noqa: F401  (re-exported)
 from nonvae.rundir import RunDir
@@ -359,7 +360,7 @@ def collect_run(path: Path, name: str, device: torch.device | str = "cpu",
         "kind": "exported model" if is_export else "run directory",
         "method": cfg.method,
         "data": f"{cfg.data.name} ({cfg.data.channels}×{cfg.data.image_size}×{cfg.data.image_size})",
-        "backbone": cfg.model.backbone + (f" + {cfg.model.transform} transform" if cfg.model.transform != "none"
+        "backbone": cfg.model.backbone + (f" + {transform_of(cfg)} transform" if transform_of(cfg) != "none"
                                           else ""),
         "regularizers": ", ".join(regs) or "none",
         "steps trained": f"{trained} of {cfg.train.steps}" if trained is not None else "unknown",

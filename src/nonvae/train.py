@@ -516,7 +516,8 @@ class Trainer:
         path = self.run.config
         if path.exists():
             try:
-                old = to_dict(from_dict(Config, read_yaml(path)))  # normalised: older files carry more keys
+                # normalised (stored: older files carry more keys)
+                old = to_dict(from_dict(Config, read_yaml(path), stored=True))
             except ConfigError as exc:  # e.g. written by an older version: the new config replaces it
                 log.warning("note: replacing unreadable %s (%s)", path, exc)
                 old = {}

@@ -1,0 +1,134 @@
+"""model.backbone split: content encoder E1, attribute encoder E2, one decoder G (Press et al., ICLR 2019).
+
+The code is [E1(x), E2(x)] for the domain with the attribute and [E1(x), 0] for the domain without it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from nonvae.autoencoders.base import Backbone
+from nonvae.config import ModelConfig, non_negative
+from nonvae.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    PressDecoder,
+    PressEncoder,
+    press_attribute_widths,
+    press_content_widths,
+    press_decoder_widths,
+    scales_for,
+)
+from nonvae.registry import register_backbone
+
+
+@dataclass
+class SplitModel(ModelConfig):
+    """``model`` keys of backbone split (content disentanglement); latent_channels: E1's default width."""
+
+    backbone: str = "split"
+    content_dim: int = non_negative(0)  # E1's channels (0: latent_channels)
+    attribute_dim: int = non_negative(0)  # E2's channels (0: latent_channels // 4, at least 1)
+    # spatial: E2 is a map on the latent grid (attribute_dim channels, room for the donor's shape);
+    # global: E2 is averaged over the grid to an attribute_dim vector, which a learned linear map
+    # (no bias: a zero code stays zero) spreads back over the grid's attribute_dim channels
+    attribute_code: Literal["spatial", "global"] = "spatial"
+    arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
+    norm: Literal["none", "instance"] = "none"  # press arch
+
+
+class GlobalAttribute(nn.Module):
+    """E2 as a global vector: a grid encoder's output averaged over the grid, spread back by a linear map.
+
+    The grid code the decoder sees is W v (no bias), so it carries at most ``dim`` numbers per image
+    (the official E2 is about 5% of the code) and no per-position shape; a zero vector is a zero map.
+    """
+
+    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dim, self.grid = dim, grid
+        self.spread = nn.Linear(dim, dim * grid[0] * grid[1], bias=False)
+        nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
+
+    def vector(self, x: torch.Tensor) -> torch.Tensor:
+        """The attribute vector (N, dim)."""
+        return self.encoder(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spread(self.vector(x)).view(len(x), self.dim, *self.grid)
+
+
+class SplitAutoencoder(Backbone):
+    """E1 (content) + E2 (attribute, zeroed for the domain without it) + one decoder.
+
+    ``domain`` is 1 for examples of the domain with the attribute (A), 0 otherwise.
+    The code concatenates content and attribute channels on the latent grid.
+    """
+
+    def __init__(self, cfg: SplitModel, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.transform = None
+        c, h, w = image_shape
+        self.image_shape = image_shape
+        scales = scales_for(h, cfg.latent_width)
+        content = cfg.content_dim or cfg.latent_channels
+        attribute = cfg.attribute_dim or max(1, cfg.latent_channels // 4)
+        self.content_channels, self.attribute_channels = content, attribute
+        self.content_encoder: nn.Module
+        self.attribute_encoder: nn.Module
+        self.decoder: nn.Module
+        if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
+            self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
+            self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),
+                                                  cfg.norm)
+            self.decoder = PressDecoder(c, content + attribute, press_decoder_widths(cfg.width, scales),
+                                        cfg.norm, cfg.out_activation)
+        else:  # ACAI convs (small CPU configurations)
+            self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
+            self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
+            self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
+        self.latent_shape = (content + attribute, h >> scales, w >> scales)
+        if cfg.attribute_code == "global":
+            self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:])
+
+    def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):
+        """(content, attribute) codes; the attribute is zero where ``domain`` is 0."""
+        content, attribute = self._parts(x)
+        if domain is not None:
+            attribute = _mask(attribute, domain)
+        return content, attribute
+
+    def _parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.content_encoder(x), self.attribute_encoder(x)
+
+    def combine(self, content: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+        return torch.cat([content, attribute], 1)
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z[:, : self.content_channels], z[:, self.content_channels:]
+
+    def _encode(self, x: torch.Tensor, domain: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        content, raw = self._parts(x)
+        attribute = raw if domain is None else _mask(raw, domain)
+        # 'attribute_raw': E2 before zeroing domain B's (what regularizers.domain.zero_b pushes to zero)
+        return {"z": self.combine(content, attribute), "content": content, "attribute": attribute,
+                "attribute_raw": raw}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+def _mask(attribute: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    return attribute * domain.to(attribute.dtype).view(-1, *([1] * (attribute.ndim - 1)))
+
+
+@register_backbone("split", config=SplitModel)
+def split_backbone(cfg: SplitModel, image_shape: tuple[int, int, int]) -> Backbone:
+    """E1, E2 and one decoder (content disentanglement)."""
+    return SplitAutoencoder(cfg, image_shape)
