@@ -4,16 +4,16 @@ The default command (one command, a few minutes on 2 cores) prints and writes to
 
 - per config (lines/acai and attributes/disentangle at 32 px, celeba/disentangle at 128 px): images/s
   of the default config on the real trainer path (``Trainer`` + ``Method.train_step``: thread policy,
-  precision auto, channels_last, fused Adam) against ``benchmarks/port.py`` (a plain eager fp32 loop
-  of the same networks and losses, no nonvae code), interleaved windows in one process on the same
-  synthetic batch and at the same thread count; the ratio also in CPU seconds (robust to other
-  processes' load); model GFLOP per image (``torch.utils.flop_counter``; the same for both) and the
+  precision auto, channels_last, fused Adam, kept memory) against ``benchmarks/port.py`` (a plain eager fp32 loop
+  of the same networks and losses, no nonvae code, in a process of its own with the allocator's
+  defaults), alternating windows of a few steps on the same synthetic batch and at the same thread
+  count; the ratio also in CPU seconds (robust to other processes' load); model GFLOP per image (``torch.utils.flop_counter``; the same for both) and the
   achieved FLOP/s as a share of the 2048x2048 matmul rate in the dtype in use, measured right after;
 - lines/acai with one busy neighbour process (started and stopped by the benchmark), for the
   default thread policy and for torch's default (all cores, spinning OpenMP waits).
 
 The 1-minute load average is recorded next to every row: on a shared machine only ratios measured
-in the same process are comparable.
+in the same run, alternating, are comparable.
 
     python benchmarks/throughput.py --out results/throughput.json
     python benchmarks/throughput.py --table --threads 1 --out results/throughput_table.json  # per setting
@@ -47,7 +47,7 @@ ALL_CONFIGS = [
 ]
 QUICK_CONFIGS = ["lines/ae", "lines/acai", "fashion_mnist/ae", "celeba/disentangle"]
 PLAIN = {"train.fused_adam": False, "train.precision": "fp32", "train.channels_last": False,
-         "train.compile": False}
+         "train.compile": False, "train.keep_memory": False}
 # name -> (config overrides on top of PLAIN, extra environment); "cores" = every usable core
 SPINNING = {"torch default threads"}  # run without the passive OpenMP waiting the nonvae command sets
 VARIANTS: dict[str, tuple[dict, dict]] = {
@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "bf16": ({"train.precision": "bf16"}, {}),
     "bf16 + channels_last": ({"train.precision": "bf16", "train.channels_last": True}, {}),
     "fused Adam": ({"train.fused_adam": True}, {}),
+    "keep memory": ({"train.keep_memory": True}, {}),
     "fused + bf16 + channels_last": ({"train.fused_adam": True, "train.precision": "bf16",
                                       "train.channels_last": True}, {}),
     "torch default threads": ({"train.threads": "cores"}, {}),  # every core, spinning OpenMP waits
@@ -247,27 +248,101 @@ def _median(windows: list, index: int) -> float:
     return statistics.median(t[index] for w in windows for t in w)
 
 
-def child_headline(spec: dict) -> dict:
-    """nonvae's default config against the straightforward port (benchmarks/port.py), interleaved.
+def child_port(spec: dict) -> dict:
+    """The port in a process of its own, timing windows on request (one JSON line per command on stdin).
 
-    Both run in this process on the same batch, alternating windows of a few steps, so a change of
-    load hits both; the thread count is whatever the default policy picks and the port runs with it
-    too (the thread policy's own effect is the "under load" measurement).
+    Its own process, because nonvae's trainer changes process-wide state that a user's script would
+    not have (``train.keep_memory``: glibc malloc keeps freed memory); the port runs with the
+    allocator's defaults, as an afternoon's script does.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from nonvae.config import load_config
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from port import build_port
 
-    trainer, batch, images, bundle = _setup_default(spec)
-    device, method, policy = trainer.device, trainer.method, trainer.threads
+    device = torch.device(spec["device"])
+    cfg = load_config(CONFIGS / f"{spec['config']}.yaml", [f"data.image_size={spec['size']}"])
+    bundle, _ = synthetic_bundle(cfg, spec["batch"])
     torch.manual_seed(0)
     port = build_port(spec["config"], spec["size"])
     for m in vars(port).values():
         if isinstance(m, torch.nn.Module):
             m.to(device)
     raw = {k: v.to(device) for k, v in bundle.train.batch(0, spec["batch"]).items()}
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        torch.set_num_threads(cmd.get("threads", torch.get_num_threads()))
+        if cmd["do"] == "window":
+            answer: object = _window(lambda: port.step(raw), cmd["steps"], cmd["max_seconds"], device)
+        elif cmd["do"] == "flops":
+            with FlopCounterMode(display=False) as counter:
+                port.step(raw)
+            answer = counter.get_total_flops()
+        else:
+            break
+        print(json.dumps(answer), flush=True)
+    return {}
+
+
+class PortProcess:
+    """``child_port`` in a subprocess; ``window`` runs there while this process waits."""
+
+    def __init__(self, spec: dict) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "port", json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._answer()
+
+    def _answer(self):
+        for line in self.proc.stdout:
+            if line.startswith(("{", "[")) or line.strip().lstrip("-").isdigit():
+                return json.loads(line)
+        raise RuntimeError("the port process ended early")
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def cpu_seconds(self) -> float:
+        """The port process's CPU time so far (Linux; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        try:
+            self.ask(do="quit")
+        except (OSError, RuntimeError, ValueError):
+            pass
+        self.proc.kill()
+        self.proc.wait()
+
+
+def child_headline(spec: dict) -> dict:
+    """nonvae's default config against the straightforward port (benchmarks/port.py), interleaved.
+
+    The default runs here (the real trainer path), the port in a subprocess of its own (see
+    ``child_port``) on the same synthetic batch; they alternate windows of a few steps, so a change of
+    load hits both, and the port always runs at the thread count the default's policy picks at that
+    moment (the policy's own effect is the "under load" measurement; it counts the port process's CPU
+    as ours, not as a neighbour's).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer, batch, images, bundle = _setup_default(spec)
+    device, method, policy = trainer.device, trainer.method, trainer.threads
+    port = PortProcess({k: spec[k] for k in ("config", "size", "batch", "device")})
+    read = policy._read
+    policy._read = lambda: (lambda s: (s[0], s[1] + port.cpu_seconds(), s[2]))(read())
+    policy._sample = policy._read()
     step = 0
 
     def default_step() -> None:
@@ -276,24 +351,26 @@ def child_headline(spec: dict) -> dict:
         method.train_step(batch, step, trainer.optimizers, trainer.call)
         step += 1
 
-    def port_step() -> None:
+    def port_window(steps: int, seconds: float) -> list:
         policy.update()
-        port.step(raw)
+        return [tuple(t) for t in port.ask(do="window", steps=steps, max_seconds=seconds,
+                                           threads=torch.get_num_threads())]
 
-    for _ in range(spec["warmup"]):
-        port_step()
-        default_step()
-    rounds = []
-    for _ in range(spec["rounds"]):
-        p = _window(port_step, spec["steps"], spec["max_seconds"], device)
-        d = _window(default_step, spec["steps"], spec["max_seconds"], device)
-        rounds.append({"port": p, "default": d, "threads": torch.get_num_threads()})
+    try:
+        port_window(spec["warmup"], 1e9)
+        for _ in range(spec["warmup"]):
+            default_step()
+        rounds = []
+        for _ in range(spec["rounds"]):
+            p = port_window(spec["steps"], spec["max_seconds"])
+            d = _window(default_step, spec["steps"], spec["max_seconds"], device)
+            rounds.append({"port": p, "default": d, "threads": torch.get_num_threads()})
+        flops_port = port.ask(do="flops", threads=torch.get_num_threads())
+    finally:
+        port.close()
     with FlopCounterMode(display=False) as counter:
         method.train_step(batch, step, trainer.optimizers)
     flops_default = counter.get_total_flops()
-    with FlopCounterMode(display=False) as counter:
-        port.step(raw)
-    flops_port = counter.get_total_flops()
     policy.update()
     port_s, default_s = _median([r["port"] for r in rounds], 0), _median([r["default"] for r in rounds], 0)
     port_cpu, default_cpu = _median([r["port"] for r in rounds], 1), _median([r["default"] for r in rounds], 1)
@@ -301,7 +378,7 @@ def child_headline(spec: dict) -> dict:
     rates = {d: matmul_rate(d, str(device), seconds=0.6) for d in ("fp32", "bf16")}
     return {
         "images_per_step": images, "precision": dtype, "channels_last": trainer.cfg.train.channels_last,
-        "threads": [r["threads"] for r in rounds], "rounds": rounds,
+        "keep_memory": trainer.keeps_memory, "threads": [r["threads"] for r in rounds], "rounds": rounds,
         "port_images_per_s": images / port_s, "default_images_per_s": images / default_s,
         "ratio": port_s / default_s,
         "ratio_per_round": [_median([r["port"]], 0) / _median([r["default"]], 0) for r in rounds],
@@ -640,7 +717,8 @@ def headline_markdown(result: dict) -> str:
              f"1-min load average {result['loadavg_before'][0]:.1f} before, {result['loadavg_after'][0]:.1f} "
              f"after ({result['seconds']:.0f} s).", "",
              "nonvae's default config against a straightforward eager fp32 port (benchmarks/port.py), "
-             "interleaved windows in one process, same batch, same threads; medians:", "",
+             "alternating windows (the port in its own process, with glibc's default malloc), same batch, "
+             "same threads; medians:", "",
              "| config | px | images/step | default precision | threads | port img/s | default img/s "
              "| × port (per round) | × port in CPU time | GFLOP/image | % of matmul rate: default (port) "
              "| load average |",
@@ -718,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
 
             prefer_passive_openmp()
         jobs = {"train": child_train, "data": child_data, "quality": child_quality, "eval": child_eval,
-                "headline": child_headline, "load": child_load}
+                "headline": child_headline, "load": child_load, "port": child_port}
         out = jobs[kind](spec)
         print(json.dumps(out))
         return 0

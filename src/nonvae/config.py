@@ -121,6 +121,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC networks and batches (faster convs on CPU and GPU; no effect on MLPs)
     compile: bool = False
     fused_adam: bool = True  # fused Adam kernel where torch has one (CPU and CUDA): same maths, faster
+    # keep freed memory in the process (glibc malloc) instead of page-faulting the step's buffers in again
+    # every step: same maths, 1.2-1.4x faster CPU steps (nonvae/threads.py, keep_freed_memory)
+    keep_memory: bool = True
     # None: the cores other processes leave free, re-checked while training (nonvae/threads.py)
     threads: int | None = setting(None, gt=0, lt=2**16)
     nonfinite: Literal["stop", "skip"] = "stop"  # what to do on a NaN/inf loss

@@ -32,7 +32,7 @@ from nonvae.hooks import Hook, default_hooks
 from nonvae.limits import check_training_memory
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
 from nonvae.rundir import RunDir
-from nonvae.threads import ThreadPolicy, resolve_precision
+from nonvae.threads import ThreadPolicy, keep_freed_memory, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,7 @@ class Trainer:
         self.dist = Dist()
         self.device = pick_device(cfg.train.device, self.dist)
         self.threads = ThreadPolicy(cfg.train.threads)  # re-checked every few seconds in fit()
+        self.keeps_memory = cfg.train.keep_memory and keep_freed_memory()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
