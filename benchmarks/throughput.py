@@ -4,11 +4,12 @@ The default command (one command, a few minutes on 2 cores) prints and writes to
 
 - per config (lines/acai and attributes/disentangle at 32 px, celeba/disentangle at 128 px): images/s
   of the default config on the real trainer path (``Trainer`` + ``Method.train_step``: thread policy,
-  precision auto, channels_last, fused Adam, kept memory) against ``benchmarks/port.py`` (a plain eager fp32 loop
-  of the same networks and losses, no nonvae code, in a process of its own with the allocator's
-  defaults), alternating windows of a few steps on the same synthetic batch and at the same thread
-  count; the ratio also in CPU seconds (robust to other processes' load); model GFLOP per image (``torch.utils.flop_counter``; the same for both) and the
-  achieved FLOP/s as a share of the 2048x2048 matmul rate in the dtype in use, measured right after;
+  precision auto, channels_last, fused Adam, kept memory) against ``benchmarks/port.py`` (a plain
+  eager fp32 loop of the same networks and losses, no nonvae code, in a process of its own with the
+  allocator's defaults), alternating windows of a few steps on the same synthetic batch and at the
+  same thread count; the ratio also in CPU seconds (robust to other processes' load); model GFLOP per
+  image (``torch.utils.flop_counter``; the same for both) and the achieved FLOP/s as a share of the
+  2048x2048 matmul rate in the dtype in use, measured right after;
 - lines/acai with one busy neighbour process (started and stopped by the benchmark), for the
   default thread policy and for torch's default (all cores, spinning OpenMP waits).
 

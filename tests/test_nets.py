@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -31,3 +32,40 @@ def test_reference_init_of_the_acai_networks():
                 checked += 1
     assert checked >= 10
 
+
+def test_grid_convs_match_torch_and_take_the_matmul_path(monkeypatch):
+    """Press et al.'s 4x4 stride-2 (transposed) convs: on small grids the CPU matmul form gives
+    nn.Conv2d's / nn.ConvTranspose2d's outputs and gradients (float64), with the same parameters."""
+    import nonvae.nets as nets
+    from nonvae.nets import GridConv2d, GridConvTranspose2d
+
+    torch.manual_seed(0)
+    calls = []
+    unfold, fold = nets.F.unfold, nets.F.fold
+    monkeypatch.setattr(nets.F, "unfold", lambda *a, **k: calls.append("unfold") or unfold(*a, **k))
+    monkeypatch.setattr(nets.F, "fold", lambda *a, **k: calls.append("fold") or fold(*a, **k))
+    cases = [(GridConv2d, nn.Conv2d, 8, 1), (GridConv2d, nn.Conv2d, 4, 1), (GridConv2d, nn.Conv2d, 16, 0),
+             (GridConvTranspose2d, nn.ConvTranspose2d, 2, 1), (GridConvTranspose2d, nn.ConvTranspose2d, 4, 1),
+             (GridConvTranspose2d, nn.ConvTranspose2d, 8, 0)]
+    for fast, plain, side, matmuls in cases:
+        for bias in (True, False):
+            calls.clear()
+            a, b = fast(5, 7, 4, 2, 1, bias=bias).double(), plain(5, 7, 4, 2, 1, bias=bias).double()
+            b.load_state_dict(a.state_dict())
+            x = torch.randn(3, 5, side, side, dtype=torch.float64, requires_grad=True)
+            ya, yb = a(x), b(x)
+            assert len(calls) == matmuls, (fast.__name__, side)
+            g = torch.randn_like(ya)
+            grads_a = torch.autograd.grad(ya, [x, *a.parameters()], g)
+            grads_b = torch.autograd.grad(yb, [x, *b.parameters()], g)
+            torch.testing.assert_close(ya, yb)
+            for ga, gb in zip(grads_a, grads_b, strict=True):
+                torch.testing.assert_close(ga, gb)
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # as nn.Conv2d under autocast: a bf16 output
+                xa = x.detach().float()
+                out = a.float()(xa)
+                assert out.dtype == torch.bfloat16
+                assert out.float().sub(b.float()(xa).float()).abs().max() < 0.05 * out.float().abs().max()
+    assert nets.GridConv2d(3, 4, 4, 2, 1, padding_mode="reflect")(torch.randn(1, 3, 4, 4)).shape == (1, 4, 2, 2)
+    with pytest.raises(RuntimeError):  # shapes are still checked
+        nets.GridConv2d(3, 4, 4, 2, 1)(torch.randn(1, 5, 4, 4))

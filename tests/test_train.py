@@ -20,17 +20,25 @@ def assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("config", ["configs/lines/ae.yaml", "configs/lines/acai.yaml"])
+# the press arch: Press et al.'s 4x4 stride-2 convs, whose small grids run as matmuls on the CPU (nets.GridConv2d)
+PRESS = {"model.arch": "press", "model.latent_width": 2, "data.image_size": 16, "model.content_dim": 8,
+         "model.attribute_dim": 2, "model.norm": "instance", "train.batch_size": 4}
+
+
+@pytest.mark.parametrize("config", ["configs/lines/ae.yaml", "configs/lines/acai.yaml",
+                                    "configs/attributes/disentangle.yaml"])
 def test_resume_matches_uninterrupted(tmp_path, tiny_lines, config):
-    full = tiny_lines(config, **{"train.steps": 6})
+    extra = PRESS if "disentangle" in config else {}
+    full = tiny_lines(config, **{"train.steps": 6}, **extra)
     train(full, tmp_path / "full")
 
-    part = tiny_lines(config, **{"train.steps": 3})
+    part = tiny_lines(config, **{"train.steps": 3}, **extra)
     train(part, tmp_path / "split")
-    resumed = tiny_lines(config, **{"train.steps": 6})
+    resumed = tiny_lines(config, **{"train.steps": 6}, **extra)
     trainer = train(resumed, tmp_path / "split")
     assert trainer.step == 6
-    for player in ["autoencoder"] + (["critic"] if "acai" in config else []):
+    for player in ["autoencoder"] + (["critic"] if "acai" in config else []) + \
+            (["discriminator"] if "disentangle" in config else []):
         assert_same(weights(tmp_path / "full", player), weights(tmp_path / "split", player))
     # metrics rows are not duplicated by the resume
     rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
