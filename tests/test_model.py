@@ -36,7 +36,7 @@ def test_load_is_an_inference_module():
     with torch.no_grad():
         recon = model(x)
         z = model.encode(x)
-        raw = model.autoencoder.decode(z)
+        raw = model.backbone.decode(z)
     assert z.shape == (4, *model.latent_shape)
     assert torch.equal(recon, model.decode(z))
     assert recon.min() >= -1 and recon.max() <= 1 and torch.equal(recon, raw.clamp(-1, 1))
@@ -221,3 +221,16 @@ def test_report_defaults_into_the_first_run_dir(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(run), "--pairs", "1", "--steps", "2"]) == 0
     assert (run / "report.html").is_file() and not (tmp_path / "report.html").exists()
+
+
+def test_only_the_training_side_reaches_into_a_method():
+    """Inference, sampling, export and the rest use the public ``backbone`` accessor, never ``.autoencoder``."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "nonvae"
+    training_side = {"methods.py", "train.py"}
+    offenders = [f"{path.relative_to(src)}:{i}" for path in sorted(src.rglob("*.py")) if path.name not in training_side
+                 for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if re.search(r"\.autoencoder\b", line)]
+    assert offenders == []

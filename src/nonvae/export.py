@@ -187,11 +187,10 @@ def _write(run_dir: Path, out: Path, cfg, ckpt: Path, state: dict, players: list
     for name in players:
         target = dst.model_weights if name == AUTOENCODER else out / weights_name(name)
         write_weights(load_tensors(weights_file(ckpt, name)), target, half)
-    from nonvae.methods import build_method
-    from nonvae.pipeline import image_shape_of
+    from nonvae.model import Autoencoder
 
-    latent_shape = build_method(cfg, image_shape_of(cfg)).autoencoder.latent_shape
-    write_config_json(cfg, out, image_shape_of(cfg), latent_shape, state["step"])
+    model = Autoencoder(cfg)  # the inference model alone knows the latent shape (no adversaries built)
+    write_config_json(cfg, out, model.image_shape, model.latent_shape, state["step"])
     metrics = {}
     if src.eval.is_file():
         shutil.copyfile(src.eval, dst.eval)

@@ -85,7 +85,7 @@ def fit(config: Config | str | Path | dict | None = None, train: Any = None, tes
     if bundle is not None and trainer.dist.is_main:
         sampler = _keep_memory_data(trainer, run_dir)
     method = trainer.method.eval()
-    return Autoencoder(trainer.cfg, method.autoencoder, sampler, source=run_dir).eval()
+    return Autoencoder.from_method(method, sampler, source=run_dir).eval()
 
 
 def _keep_memory_data(trainer, run_dir: Path):

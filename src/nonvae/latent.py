@@ -2,8 +2,9 @@
 
 The CLI, the report, evaluation, training-time pictures and the Python API all call these, so each
 operation is written once. ``model`` is a backbone (``encode(x, domain)``, ``decode(z)``; a split
-backbone also ``encode_parts`` and ``combine``) or anything holding one as ``.autoencoder`` (the
-method ``nonvae.load`` returns). Nothing here trains: every function runs without gradients.
+backbone also ``encode_parts`` and ``combine``) or anything exposing one as ``.backbone`` (the
+inference model ``nonvae.load`` returns, a training ``Method``). Nothing here trains: every function
+runs without gradients.
 
 Split codes (content disentanglement): a code is [E1(x), E2(x)], content and attribute; the
 attribute-free domain's attribute code is zero. Removing the attribute decodes [E1(x), 0], adding
@@ -23,8 +24,8 @@ from nonvae.errors import ConfigError
 
 
 def backbone_of(model: Any) -> nn.Module:
-    """The backbone of a method (``.autoencoder``) or the backbone itself."""
-    return getattr(model, "autoencoder", model)
+    """The backbone of an inference model or method (``.backbone``), or the backbone itself."""
+    return getattr(model, "backbone", model)
 
 
 # --------------------------------------------------------------------------- any backbone

@@ -56,6 +56,11 @@ class Method(nn.Module):
             raise ConfigError(f"two regularizers own players with the same name: {names}")
 
     # -- inference ---------------------------------------------------------------------------
+    @property
+    def backbone(self) -> Backbone:
+        """The inference part (encode/decode): what ``nonvae.load``'s model wraps; the other players only train."""
+        return self.autoencoder
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
         return self.autoencoder.encode(x, domain)

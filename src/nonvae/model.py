@@ -38,10 +38,16 @@ class Autoencoder(nn.Module):
 
         self.cfg = config
         self.image_shape = (config.data.channels, config.data.image_size, config.data.image_size)
-        self.autoencoder = backbone if backbone is not None else build_backbone(config.model, self.image_shape)
+        # the backbone (encode/decode, and encode_parts for the split one)
+        self.backbone = backbone if backbone is not None else build_backbone(config.model, self.image_shape)
         self.sampler = sampler  # nonvae.sampling.Sampler or None (fitted on first use when the data is here)
         self.source = source  # the folder it was loaded from (where a fitted sampler is stored)
         self.eval()
+
+    @classmethod
+    def from_method(cls, method: nn.Module, sampler=None, source: Path | None = None) -> Autoencoder:
+        """The inference model of a trained ``Method`` (its backbone; the adversaries are left behind)."""
+        return cls(method.cfg, method.backbone, sampler, source=source)
 
     # -- the module ---------------------------------------------------------------------------
     @property
@@ -51,7 +57,7 @@ class Autoencoder(nn.Module):
     @property
     def latent_shape(self) -> tuple[int, ...]:
         """Shape of one code (without the batch dimension)."""
-        return tuple(self.autoencoder.latent_shape)
+        return tuple(self.backbone.latent_shape)
 
     @property
     def device(self) -> torch.device:
@@ -63,11 +69,11 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
         """Images -> codes (N, *latent_shape). ``domain`` (split backbone): 0 zeroes the attribute code."""
-        return self.autoencoder.encode(x, domain)
+        return self.backbone.encode(x, domain)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes -> images clamped to [-1, 1] (the range the data lives in)."""
-        return self.autoencoder.decode(z).clamp(-1, 1)
+        return self.backbone.decode(z).clamp(-1, 1)
 
     @torch.no_grad()
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 16) -> torch.Tensor:
@@ -137,7 +143,7 @@ class Autoencoder(nn.Module):
         """Write the Hugging Face Hub layout: config.json, model.safetensors, README.md (+ sampler)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_weights(self.autoencoder.state_dict(), folder / WEIGHTS_FILE, half)
+        write_weights(self.backbone.state_dict(), folder / WEIGHTS_FILE, half)
         write_config_json(self.cfg, folder, self.image_shape, self.latent_shape, step)
         if self.sampler is not None:
             self.sampler.save(RunDir(folder).sampler)
@@ -156,7 +162,7 @@ class Autoencoder(nn.Module):
         folder = model_path(path)
         method = load_method(folder, "cpu")
         sampler = Sampler.read(folder / SAMPLER_FILE) if (folder / SAMPLER_FILE).is_file() else None
-        model = cls(method.cfg, method.autoencoder, sampler, source=folder)
+        model = cls.from_method(method, sampler, source=folder)
         return model.to(device).eval()
 
     def extra_repr(self) -> str:

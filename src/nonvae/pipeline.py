@@ -56,7 +56,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries:
     cfg = config_of(path)
     method = build_method(cfg, image_shape_of(cfg))
     ckpt = checkpoint_dir_of(path)
-    players = method.players() if with_adversaries else {AUTOENCODER: method.autoencoder}
+    players = method.players() if with_adversaries else {AUTOENCODER: method.backbone}
     for name, module in players.items():
         load_weights(module, weights_file(ckpt, name), name)
     method.run_dir = Path(path)  # type: ignore[attr-defined]

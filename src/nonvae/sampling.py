@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nonvae.errors import CheckpointError
+from nonvae.latent import backbone_of
 from nonvae.rundir import RunDir
 
 SAMPLER_FILE = RunDir.sampler.name
@@ -138,13 +139,14 @@ def training_images(cfg, data=None, limit: int = FIT_LIMIT) -> torch.Tensor:
 
 @torch.no_grad()
 def fit_sampler(model, images: torch.Tensor, seed: int = 0, batch_size: int = 256) -> Sampler:
-    """The model's sampler: N(0, I) for LTAE (a latent transform), else a GMM on the codes of ``images``."""
-    backbone = model.autoencoder
+    """The sampler of ``model`` (inference model, method or backbone): N(0, I) for LTAE (a latent transform),
+    else a GMM on the codes of ``images``."""
+    backbone = backbone_of(model)
     shape = tuple(backbone.latent_shape)
     if getattr(backbone, "transform", None) is not None:
         return Sampler("normal", shape, info={"why": "LTAE: the transformed codes are trained towards N(0, I)"})
     device = next(backbone.parameters()).device
-    codes = [model.encode(images[i: i + batch_size].to(device)).flatten(1).float().cpu()
+    codes = [backbone.encode(images[i: i + batch_size].to(device)).flatten(1).float().cpu()
              for i in range(0, len(images), batch_size)]
     return fit_gmm(torch.cat(codes).numpy(), shape, seed=seed)
 
@@ -161,7 +163,7 @@ def sampler_for(model, folder: str | Path, cfg, fit: bool = True, data=None) -> 
         sampler = Sampler.read(path)
         if sampler.info.get("step") in (None, step):
             return sampler
-    if getattr(model.autoencoder, "transform", None) is not None:
+    if getattr(backbone_of(model), "transform", None) is not None:
         return fit_sampler(model, torch.empty(0))
     if not fit:
         raise CheckpointError(f"{folder}: no {SAMPLER_FILE} stored for this model")
@@ -197,9 +199,10 @@ def _step_of(folder: Path) -> int | None:
 @torch.no_grad()
 def sample(model, sampler: Sampler, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
     """n decoded samples in [-1, 1]: (n, C, H, W)."""
-    device = next(model.autoencoder.parameters()).device
+    backbone = backbone_of(model)
+    device = next(backbone.parameters()).device
     codes = sampler.codes(n, seed)
-    out = [model.decode(codes[i: i + batch_size].to(device)).float().clamp(-1, 1).cpu()
+    out = [backbone.decode(codes[i: i + batch_size].to(device)).float().clamp(-1, 1).cpu()
            for i in range(0, n, batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
