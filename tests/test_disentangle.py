@@ -1,4 +1,5 @@
-"""Content disentanglement: the Press architecture, the domain discriminator, training, the transfer metrics."""
+"""Content disentanglement: the domain discriminator, training, the transfer metrics (the split backbone:
+test_autoencoders.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nonvae.autoencoders import SplitAutoencoder, SplitModel
 from nonvae.cli import main
 from nonvae.config import load_config
 from nonvae.evaluate.run import evaluate
@@ -24,31 +24,6 @@ from .conftest import REPO, tiny_overrides
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
                  "content_acc", "attribute_gain",
                  "class_kept", "removal_residual")
-
-
-def widths(encoder) -> list[int]:
-    return [m.out_channels for m in encoder.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
-
-
-def test_press_architecture_matches_the_official_widths():
-    cfg = load_config(f"{REPO}/configs/celeba/disentangle.yaml").model
-    ae = SplitAutoencoder(cfg, (3, 128, 128))
-    assert widths(ae.content_encoder) == [32, 64, 128, 256, 487, 487]
-    assert widths(ae.attribute_encoder) == [32, 64, 128, 128, 128, 25]
-    assert cfg.attribute_code == "global" and ae.attribute_encoder.vector(torch.zeros(1, 3, 128, 128)).shape == (1, 25)
-    assert widths(ae.decoder) == [512, 256, 128, 64, 32, 3]
-    assert ae.latent_shape == (512, 2, 2) and isinstance(ae.decoder.net[-1], torch.nn.Tanh)
-    convs = [m for m in ae.content_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
-    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in ae.content_encoder.modules()) == 6
-    # levels follow image size / latent width; the interface is the same as the ACAI-style backbone
-    small = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
-                                         attribute_dim=2, norm="instance", out_activation="tanh"), (1, 16, 16))
-    x = torch.rand(3, 1, 16, 16) * 2 - 1
-    content, attribute = small.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
-    assert content.shape == (3, 6, 2, 2) and attribute.shape == (3, 2, 2, 2) and (attribute[1] == 0).all()
-    out = small(x, torch.ones(3))
-    assert out["recon"].shape == x.shape and out["z"].shape == (3, 8, 2, 2)
 
 
 def test_shipped_configs():
@@ -83,27 +58,6 @@ def test_attribute_gain_on_known_changes():
     half = base + torch.cat([e[:5], torch.zeros_like(e[5:])])
     assert attribute_gain(half, base, e) == pytest.approx(float(e[:5].pow(2).sum() / e.pow(2).sum()))
     assert np.isnan(attribute_gain(base, base, torch.zeros_like(e)))
-
-
-def test_global_attribute_code():
-    """attribute_code=global: E2 carries attribute_dim numbers per image, zero vector = zero map."""
-    cfg = SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
-                      attribute_code="global")
-    ae = SplitAutoencoder(cfg, (1, 16, 16))
-    x = torch.rand(3, 1, 16, 16) * 2 - 1
-    content, attribute = ae.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
-    assert content.shape == (3, 4, 4, 4) and attribute.shape == (3, 2, 4, 4) and (attribute[1] == 0).all()
-    v = ae.attribute_encoder.vector(x)
-    assert v.shape == (3, 2)
-    # the grid code is a linear function of the vector: at most 2 degrees of freedom per image
-    w = ae.attribute_encoder.spread.weight  # (2 * 16, 2)
-    assert torch.allclose(attribute[0].flatten(), w @ v[0], atol=1e-5)
-    assert (ae.attribute_encoder.spread(torch.zeros(1, 2)) == 0).all()
-    press = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
-                                         attribute_dim=3, norm="instance", out_activation="tanh",
-                                         attribute_code="global"), (1, 16, 16))
-    out = press(x, torch.ones(3))
-    assert out["z"].shape == (3, 9, 2, 2) and out["recon"].shape == x.shape
 
 
 def test_benaim_terms():

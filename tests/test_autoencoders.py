@@ -1,0 +1,78 @@
+"""The backbones (nonvae/autoencoders/): each built from its own model section through the registry,
+one forward per step, the conv/MLP plain autoencoder with LTAE's transform, the split (E1, E2, G) one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nonvae.autoencoders import ConvModel, MLPModel, PlainAutoencoder, SplitAutoencoder, SplitModel, build_backbone
+from nonvae.config import load_config
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize("cfg, latent", [
+    (ConvModel(width=4, latent_width=2, latent_channels=3), (3, 2, 2)),
+    (ConvModel(width=4, latent_width=4, latent_channels=2, transform="minmax"), (2, 4, 4)),
+    (MLPModel(hidden=[8], latent_dim=5), (5,)),
+    (MLPModel(hidden=[8], latent_dim=5, transform="standardize"), (5,)),
+    (SplitModel(width=4, latent_width=2, content_dim=3, attribute_dim=1), (4, 2, 2)),
+])
+def test_each_backbone_builds_from_its_section_and_decodes_extra_codes_in_one_forward(cfg, latent):
+    torch.manual_seed(0)
+    ae = build_backbone(cfg, (1, 16, 16))
+    assert type(ae) is (SplitAutoencoder if cfg.backbone == "split" else PlainAutoencoder)
+    assert ae.latent_shape == latent and ae.image_shape == (1, 16, 16)
+    assert (ae.transform is not None) == (getattr(cfg, "transform", "none") != "none")
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    extra = lambda z: z.flip(0)  # noqa: E731  (what a regularizer's extra codes look like)
+    out = ae.eval()(x, torch.ones(4), extra)
+    assert out["z"].shape == (4, *latent) and out["recon"].shape == x.shape and out["extra"].shape == x.shape
+    assert torch.allclose(out["extra"], ae.decode(out["z"].flip(0)), atol=1e-5)  # eval: no decoder noise
+    assert torch.equal(ae.encode(x, torch.ones(4)), out["z"])
+
+
+def widths(encoder) -> list[int]:
+    return [m.out_channels for m in encoder.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+
+
+def test_press_architecture_matches_the_official_widths():
+    cfg = load_config(f"{REPO}/configs/celeba/disentangle.yaml").model
+    ae = SplitAutoencoder(cfg, (3, 128, 128))
+    assert widths(ae.content_encoder) == [32, 64, 128, 256, 487, 487]
+    assert widths(ae.attribute_encoder) == [32, 64, 128, 128, 128, 25]
+    assert cfg.attribute_code == "global" and ae.attribute_encoder.vector(torch.zeros(1, 3, 128, 128)).shape == (1, 25)
+    assert widths(ae.decoder) == [512, 256, 128, 64, 32, 3]
+    assert ae.latent_shape == (512, 2, 2) and isinstance(ae.decoder.net[-1], torch.nn.Tanh)
+    convs = [m for m in ae.content_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in ae.content_encoder.modules()) == 6
+    # levels follow image size / latent width; the interface is the same as the ACAI-style backbone
+    small = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
+                                        attribute_dim=2, norm="instance", out_activation="tanh"), (1, 16, 16))
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    content, attribute = small.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
+    assert content.shape == (3, 6, 2, 2) and attribute.shape == (3, 2, 2, 2) and (attribute[1] == 0).all()
+    out = small(x, torch.ones(3))
+    assert out["recon"].shape == x.shape and out["z"].shape == (3, 8, 2, 2)
+
+
+def test_global_attribute_code():
+    """attribute_code=global: E2 carries attribute_dim numbers per image, zero vector = zero map."""
+    cfg = SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2, attribute_code="global")
+    ae = SplitAutoencoder(cfg, (1, 16, 16))
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    content, attribute = ae.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
+    assert content.shape == (3, 4, 4, 4) and attribute.shape == (3, 2, 4, 4) and (attribute[1] == 0).all()
+    v = ae.attribute_encoder.vector(x)
+    assert v.shape == (3, 2)
+    # the grid code is a linear function of the vector: at most 2 degrees of freedom per image
+    w = ae.attribute_encoder.spread.weight  # (2 * 16, 2)
+    assert torch.allclose(attribute[0].flatten(), w @ v[0], atol=1e-5)
+    assert (ae.attribute_encoder.spread(torch.zeros(1, 2)) == 0).all()
+    press = SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6,
+                                        attribute_dim=3, norm="instance", out_activation="tanh",
+                                        attribute_code="global"), (1, 16, 16))
+    out = press(x, torch.ones(3))
+    assert out["z"].shape == (3, 9, 2, 2) and out["recon"].shape == x.shape
