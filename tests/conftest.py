@@ -61,6 +61,20 @@ def tiny_digits():
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope="session")
+def lines_run(tmp_path_factory):
+    """A 3-step lines/acai run made by the CLI, shared by the CLI and export tests (they add files to it,
+    never change its weights)."""
+    from nonvae.cli import main
+
+    run = tmp_path_factory.mktemp("lines") / "run"
+    over = tiny_overrides(**{"data.image_size": 16, "model.latent_width": 2, "model.latent_channels": 4,
+                             "data.test_limit": 64, "train.steps": 3})
+    assert main(["train", f"{REPO}/configs/lines/acai.yaml", "--run-dir", str(run),
+                 *[f"--set={s}" for s in over]]) == 0
+    return run
+
+
 def fails(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
     """Run the CLI, expect exit 2 and exactly one 'nonvae: error:' line containing every needle."""
     from nonvae.cli import main
