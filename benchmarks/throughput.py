@@ -228,6 +228,19 @@ def _setup_default(spec: dict):
     return trainer, batch, images, bundle
 
 
+class DefaultSteps:
+    """The real trainer's step on one batch as a callable (thread policy updated first); ``step`` counts calls."""
+
+    def __init__(self, trainer, batch: dict) -> None:
+        self.trainer, self.batch, self.step = trainer, batch, 0
+
+    def __call__(self) -> None:
+        trainer = self.trainer
+        trainer.threads.update()
+        trainer.method.train_step(self.batch, self.step, trainer.optimizers, trainer.call)
+        self.step += 1
+
+
 def _window(step_fn, max_steps: int, max_seconds: float, device) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds of up to ``max_steps`` steps, stopping after ``max_seconds`` (at least one).
 
@@ -344,13 +357,7 @@ def child_headline(spec: dict) -> dict:
     read = policy._read
     policy._read = lambda: (lambda s: (s[0], s[1] + port.cpu_seconds(), s[2]))(read())
     policy._sample = policy._read()
-    step = 0
-
-    def default_step() -> None:
-        nonlocal step
-        policy.update()
-        method.train_step(batch, step, trainer.optimizers, trainer.call)
-        step += 1
+    default_step = DefaultSteps(trainer, batch)
 
     def port_window(steps: int, seconds: float) -> list:
         policy.update()
@@ -370,7 +377,7 @@ def child_headline(spec: dict) -> dict:
     finally:
         port.close()
     with FlopCounterMode(display=False) as counter:
-        method.train_step(batch, step, trainer.optimizers)
+        method.train_step(batch, default_step.step, trainer.optimizers)
     flops_default = counter.get_total_flops()
     policy.update()
     port_s, default_s = _median([r["port"] for r in rounds], 0), _median([r["default"] for r in rounds], 0)
@@ -404,14 +411,8 @@ def child_load(spec: dict) -> dict:
     import torch
 
     trainer, batch, images, _ = _setup_default(spec)
-    device, method, policy = trainer.device, trainer.method, trainer.threads
-    step = 0
-
-    def default_step() -> None:
-        nonlocal step
-        policy.update()
-        method.train_step(batch, step, trainer.optimizers, trainer.call)
-        step += 1
+    device, policy = trainer.device, trainer.threads
+    default_step = DefaultSteps(trainer, batch)
 
     for _ in range(spec["warmup"]):
         default_step()
