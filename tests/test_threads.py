@@ -112,11 +112,11 @@ layers = [torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.LeakyReLU(0.2)]
 net = torch.nn.Sequential(*layers, *layers, *layers)
 x = torch.randn(128, 16, 32, 32)  # the size of ACAI's critic batch at 32 px: 8 MB activations
 faults = []
-for _ in range(8):
+for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     net(x).square().mean().backward()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sum(faults[4:]) / 4)
+print(sorted(faults[4:])[4])  # the median of the last 8 steps
 """
 
 
@@ -129,7 +129,7 @@ def test_keep_memory_stops_refaulting_the_step_buffers():
     faults = {mode: float(subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], env=env, check=True,
                                          capture_output=True, text=True).stdout.split()[-1])
               for mode in ("default", "keep")}
-    assert faults["keep"] < 1000, faults
+    assert faults["keep"] < 500, faults
     assert faults["default"] > 4000, faults  # what the setting is for: glibc's defaults refault every step
 
 
