@@ -1,4 +1,5 @@
-"""docs/extending.md's three examples, each one file plus a YAML, dropped in through ``plugins:``."""
+"""docs/extending.md's three examples, each one file plus a YAML, dropped in through ``plugins:``, and its
+backbone example (run as the doc shows it)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,32 @@ def test_bad_plugins_are_one_line_errors(tmp_path):
     broken.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ConfigError, match="importing .*broken.py failed: RuntimeError: boom"):
         load_config(None, [f"plugins=[{broken}]"])
+
+
+def _doc_backbone() -> str:
+    """The backbone example of docs/extending.md, with its imports: the test runs what the doc shows."""
+    import re
+    from pathlib import Path
+
+    section = (Path(REPO) / "docs" / "extending.md").read_text(encoding="utf-8").split("## A backbone", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return ("from dataclasses import dataclass\n\nfrom torch import nn\n\nfrom nonvae.autoencoders import Backbone\n"
+            "from nonvae.config import ModelConfig, positive\nfrom nonvae.registry import register_backbone\n\n\n"
+            + code)
+
+
+def test_a_backbone_is_one_file_with_its_own_section(tmp_path):
+    """docs/extending.md, "A backbone": one plugin file declares its model section and registers both."""
+    import nonvae
+
+    (tmp_path / "linear_backbone.py").write_text(_doc_backbone())
+    (tmp_path / "linear.yaml").write_text("plugins: [linear_backbone.py]\ndata: {name: digits, image_size: 8}\n"
+                                          "model: {backbone: linear, code: 3}\n")
+    config = str(tmp_path / "linear.yaml")
+    sets = [arg for s in QUICK if not s.startswith("eval.") for arg in ("--set", s)]
+    assert main(["train", config, "--run-dir", str(tmp_path / "run"), *sets]) == 0
+    assert nonvae.load(tmp_path / "run").latent_shape == (3,)
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.cod'.*'code'"):
+        load_config(config, ["model.cod=4"])
+    with pytest.raises(ConfigError, match=r"'model.hidden' is a key of model.backbone mlp, not of 'linear'"):
+        load_config(config, ["model.hidden=[8]"])
