@@ -18,7 +18,7 @@ bash scripts/setup.sh >/dev/null
 RESULTS=${RESULTS:-results}
 THREADS=${THREADS:-2}
 LAMBDA=${DISENTANGLE_LAMBDA:-0.03}
-PROBE_BUDGET=${PROBE_BUDGET:-4000}
+PROBE_BUDGET=${PROBE_BUDGET:-1000}
 export OMP_NUM_THREADS=$THREADS
 
 python benchmarks/lines.py --budget-steps 1500 --seeds 0 --threads "$THREADS" --set train.report=false \

@@ -23,7 +23,7 @@ def test_there_are_notebooks_and_models():
     from nonvae.resources import pretrained_names
 
     shipped = set(pretrained_names())
-    assert shipped >= {"lines_ae", "lines_acai", "fashion_mnist_acai", "attributes_disentangle"}
+    assert shipped >= {"lines_ae", "lines_acai", "fashion_mnist_ae", "fashion_mnist_acai", "attributes_disentangle"}
 
 
 @pytest.mark.slow

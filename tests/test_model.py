@@ -92,6 +92,27 @@ def test_every_shipped_model_samples_deterministically(name):
     assert model.sampler.kind == "gmm" and (PRETRAINED / name / "sampler.safetensors").is_file()
 
 
+@pytest.mark.parametrize("name", pretrained_names())
+def test_every_shipped_model_is_in_the_hub_layout(name):
+    files = {p.name for p in (PRETRAINED / name).iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "eval.json", "samples.npz"} <= files
+    assert not files & {"config.yaml", "autoencoder.safetensors"}  # the earlier layout, still readable elsewhere
+
+
+def test_shipped_fashion_mnist_pair_is_one_budget_and_recipe():
+    """fashion_mnist_ae is the baseline of fashion_mnist_acai: same steps, schedule and latent, only ACAI differs."""
+    ae, acai = (json.loads((PRETRAINED / name / "config.json").read_text()) for name in
+                ("fashion_mnist_ae", "fashion_mnist_acai"))
+    assert ae["method"] == "ae" and acai["method"] == "acai" and ae["step"] == acai["step"]
+    ae, acai = ae["config"], acai["config"]
+    assert ae["train"] == acai["train"] and ae["model"] == acai["model"] and ae["seed"] == acai["seed"]
+    assert ae["data"] == acai["data"] and ae["data"]["name"] == "fashion_mnist"
+    assert not any(ae["regularizers"].values()) and acai["regularizers"]["acai"]["weight"] > 0
+    for name in ("fashion_mnist_ae", "fashion_mnist_acai"):
+        metrics = json.loads((PRETRAINED / name / "eval.json").read_text())
+        assert 0.5 < metrics["probe/accuracy"] <= 1 and 0 < metrics["kmeans/accuracy"] <= 1
+
+
 def test_run_export_eval_sample_cli(run, tmp_path, capsys):
     # eval fits the mixture to the training codes, stores it beside the run and reports Hausdorff distances
     assert main(["eval", str(run)]) == 0
