@@ -175,8 +175,8 @@ class Sections(dict):
 
 
 def variant(registry: Registry, base: type) -> Any:
-    """A section whose dataclass the registered part named by its first key picks (data.name, model.backbone);
-    by default the part that key's default names."""
+    """A section whose dataclass one of its keys picks from ``registry`` (data.name, model.backbone); the
+    default is the dataclass of the part that key's default value names."""
     def default() -> Any:
         name = next(f.default for f in dataclasses.fields(base) if f.name == _key_field(registry))
         return (registry.get(name).config or base)()
