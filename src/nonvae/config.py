@@ -351,7 +351,7 @@ def _variant(registry: Registry, base: type, value: Any, where: str, stored: boo
             continue
         path = _cut(f"{where}.{k}")
         if owners:
-            close = difflib.get_close_matches(str(k), sorted(own), n=2, cutoff=0.6)  # only a real near miss
+            close = difflib.get_close_matches(str(k), sorted(own), n=2, cutoff=0.8)  # only a real near miss
             hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
             raise ConfigError(f"config key {path!r} is a key of {registry.key} {' | '.join(owners)}, not of "
                               f"{name!r}: remove it or set {registry.key}: {owners[0]}{hint}")
