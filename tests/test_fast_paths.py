@@ -114,3 +114,23 @@ def test_cuda_batches_are_pinned_and_drawn_ahead(tiny_digits):
             assert got["x"].is_cuda and torch.equal(got["x"].cpu(), source.batch(step, 8)["x"])
     finally:
         batches.close()
+
+
+@pytest.mark.parametrize("critic_precision", ["train", "bf16"])
+def test_acai_critic_precision(tmp_path, tiny_lines, critic_precision):
+    """regularizers.acai.critic_precision=bf16 runs only the critic's forwards (both of a step) under bf16
+    autocast; the autoencoder stays in train.precision (fp32 here)."""
+    cfg = tiny_lines("configs/lines/acai.yaml", **{"train.steps": 2, "train.precision": "fp32",
+                                                    "regularizers.acai.critic_precision": critic_precision})
+    trainer = Trainer(cfg, tmp_path)
+    seen: dict[str, list] = {"critic": [], "encoder": []}
+    critic = trainer.method.regularizers["acai"].critic
+    first = {"critic": next(m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)),
+             "encoder": next(m for m in trainer.method.backbone.encoder.modules() if isinstance(m, torch.nn.Conv2d))}
+    for name, conv in first.items():
+        conv.register_forward_hook(lambda m, i, out, name=name: seen[name].append(out.dtype))
+    trainer.fit()
+    expected = torch.bfloat16 if critic_precision == "bf16" else torch.float32
+    assert seen["critic"] == [expected] * 4  # the fooling term and the critic's own update, 2 steps
+    assert set(seen["encoder"]) == {torch.float32}
+    assert all(torch.isfinite(p).all() for p in critic.parameters())

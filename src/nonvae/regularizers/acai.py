@@ -11,7 +11,9 @@ interpolations; the autoencoder is rewarded when the critic answers 0.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -32,6 +34,9 @@ class AcaiConfig:
     lr: float | None = positive(None)  # critic learning rate (None: train.lr)
     width: int | None = positive(None)  # critic width d (None: model.width)
     warmup_steps: int = non_negative(0)  # linear ramp of ``weight`` from 0 over this many steps
+    # the critic's forwards: 'train' as train.precision; 'bf16' under bf16 autocast whatever train.precision
+    # (an fp32 lines/ACAI step 1.26x faster in CPU time on AVX512-BF16; opt-in: its quality is unmeasured)
+    critic_precision: Literal["train", "bf16"] = "train"
 
 
 def fold_alpha(u: torch.Tensor) -> torch.Tensor:
@@ -70,8 +75,14 @@ class AdversarialInterpolation(Regularizer):
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
         # the critic is frozen here (the method turns its grads off); call the raw module
-        score = self.critic(view.decoded[self.name])
+        with self._critic_precision(view.x):
+            score = self.critic(view.decoded[self.name])
         return {f"{self.name}/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
+
+    def _critic_precision(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
+        if self.cfg.critic_precision == "bf16":
+            return torch.autocast(x.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def players(self) -> dict[str, nn.Module]:
         return {"critic": self.critic}
@@ -84,7 +95,8 @@ class AdversarialInterpolation(Regularizer):
         alpha = view.state[self.name]["alpha"]
         real_mix = self.cfg.gamma * view.x + (1 - self.cfg.gamma) * view.out["recon"]
         # one critic forward over both inputs (cheaper than two)
-        scores = call("critic", torch.cat([mixed, real_mix.to(mixed.dtype)])).float()
+        with self._critic_precision(view.x):
+            scores = call("critic", torch.cat([mixed, real_mix.to(mixed.dtype)])).float()
         loss_alpha = (scores[: len(mixed)] - alpha).pow(2).mean()
         loss_real = scores[len(mixed):].pow(2).mean()
         loss = loss_alpha + loss_real
