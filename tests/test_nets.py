@@ -69,3 +69,38 @@ def test_grid_convs_match_torch_and_take_the_matmul_path(monkeypatch):
     assert nets.GridConv2d(3, 4, 4, 2, 1, padding_mode="reflect")(torch.randn(1, 3, 4, 4)).shape == (1, 4, 2, 2)
     with pytest.raises(RuntimeError):  # shapes are still checked
         nets.GridConv2d(3, 4, 4, 2, 1)(torch.randn(1, 5, 4, 4))
+
+
+def test_narrow_convs_match_torch_and_take_their_own_path(monkeypatch):
+    """The ACAI networks' image-side convs (1x1 from <= 4 channels, any conv to <= 4 channels) computed as a
+    matmul / depthwise + sum on the CPU in fp32 give nn.Conv2d's outputs and gradients; under bf16 autocast
+    and for wider convs torch's own kernel runs."""
+    from nonvae.nets import NarrowConv2d
+
+    torch.manual_seed(0)
+    plain_calls = []
+    conv_forward = nn.Conv2d._conv_forward
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward", lambda self, *a: plain_calls.append(1) or conv_forward(self, *a))
+    cases = [(1, 16, 1, True), (3, 8, 1, True), (16, 1, 3, True), (16, 3, 3, True), (8, 8, 3, False),
+             (1, 16, 3, False)]
+    for cin, cout, k, own in cases:
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            for bias in (True, False):
+                a = NarrowConv2d(cin, cout, k, padding=k // 2, bias=bias).to(memory_format=fmt)
+                b = nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias).to(memory_format=fmt)
+                b.load_state_dict(a.state_dict())
+                x = torch.randn(5, cin, 6, 6).contiguous(memory_format=fmt).requires_grad_()
+                plain_calls.clear()
+                ya = a(x)
+                assert bool(plain_calls) != own, (cin, cout, k)
+                yb = b(x)
+                g = torch.randn_like(yb)
+                grads_a = torch.autograd.grad(ya, [x, *a.parameters()], g)
+                grads_b = torch.autograd.grad(yb, [x, *b.parameters()], g)
+                torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+                for ga, gb in zip(grads_a, grads_b, strict=True):
+                    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-4)
+                plain_calls.clear()
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    assert a(x).dtype == torch.bfloat16
+                assert plain_calls

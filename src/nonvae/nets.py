@@ -47,7 +47,7 @@ def scales_for(image_size: int, latent_width: int) -> int:
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
+    return NarrowConv2d(cin, cout, k, padding=k // 2)
 
 
 def _act() -> nn.LeakyReLU:
@@ -202,6 +202,37 @@ def _plain(conv: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``conv`` runs its own kernel on ``x`` (not the matmul form): off the CPU, or a case it does not cover."""
     return (x.device.type != "cpu" or x.ndim != 4 or conv.groups != 1 or conv.padding_mode != "zeros"
             or isinstance(conv.padding, str) or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
+# The image-side layers of the ACAI networks have one side of at most this many channels (the image's): on the
+# CPU the 1x1 conv from the image runs as one matmul over the pixels and the last 3x3 conv to the image as a
+# depthwise conv + a sum over its input channels. oneDNN is slow on both shapes in channels_last: fwd + bwd,
+# fp32, one thread, 128 images of 32x32: 1 -> 16 1x1 29 ms as a conv, 14 as broadcast arithmetic and less as
+# a matmul; 16 -> 1 3x3 36 ms as a conv (60 NCHW), 17 as depthwise + sum. The fp32 lines/ACAI step: 1.08x.
+# Under bf16 autocast the conv kernels were faster (attributes/disentangle 0.94x), so they keep them.
+NARROW = 4
+
+
+class NarrowConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters) with CPU forms for a 1x1 conv from, or a conv to, at most ``NARROW`` channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _plain(self, x) or self.stride != (1, 1) or self.dilation != (1, 1) or x.dtype != torch.float32 \
+                or torch.is_autocast_enabled("cpu"):  # measured faster in fp32 only (bf16 autocast: 0.94x)
+            return super().forward(x)
+        n, c, h, w = x.shape
+        if self.kernel_size == (1, 1) and self.padding == (0, 0) and c <= NARROW and c == self.in_channels:
+            flat = x.permute(0, 2, 3, 1).reshape(-1, c)  # pixels x channels (a view when x is channels_last)
+            weight = self.weight.reshape(self.out_channels, c).t()
+            out = flat @ weight if self.bias is None else torch.addmm(self.bias, flat, weight)
+            return out.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)  # channels_last
+        if self.out_channels <= NARROW and c == self.in_channels and not isinstance(self.padding, str):
+            cout = self.out_channels
+            depthwise = self.weight.transpose(0, 1).reshape(c * cout, 1, *self.kernel_size)
+            y = F.conv2d(x, depthwise, None, 1, self.padding, 1, c)  # (n, c * cout, ho, wo), input-channel major
+            out = y.view(n, c, cout, y.shape[2], y.shape[3]).sum(1)
+            return _bias(out, self.bias, 2)
+        return super().forward(x)
 
 
 class GridConv2d(nn.Conv2d):
