@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,11 @@ def test_lines_benchmark_seeds_table_and_reuse(tmp_path, capsys):
     assert (tmp_path / "seed0" / "ae" / "benchmark.json").stat().st_mtime_ns == stamp
     payload = json.loads((tmp_path / "lines.json").read_text())
     assert payload["seeds"] == [0, 1] and len(payload["results"]["acai"]) == 2
-    assert [r["overrides"][-1] for r in payload["results"]["acai"]] == ["regularizers.acai.warmup_steps=1000"] * 2
+    recipe = lines.ACAI_ONLY
+    assert [r["overrides"][-len(recipe):] for r in payload["results"]["acai"]] == [recipe] * 2
+    # display-only overrides and another order of the same settings still reuse a finished run
+    assert lines.main([*args, "--set", "train.progress=false", "--set", "train.report=false"]) == 0
+    assert (tmp_path / "seed0" / "ae" / "benchmark.json").stat().st_mtime_ns == stamp
     md = (tmp_path / "lines.md").read_text()
     assert "per-seed ratios" in md and "both ratios <= 0.5" in md
     assert (tmp_path / "interpolations_acai.png").is_file() and (tmp_path / "lines.html").is_file()
@@ -124,3 +129,43 @@ def test_probe_benchmark_budget_sweep_reuse_and_pca_rows(tmp_path, capsys, caplo
     # a smaller budget than the one a run directory already reached is refused, not silently retrained
     with pytest.raises(SystemExit, match="already past 3 steps"):
         probe.main([*args, "--budgets", "3", "--seeds", "0", "--methods", "ae"])
+
+
+def test_lines_settings_last_value_wins_display_ignored():
+    import lines
+
+    assert lines.settings(["a.b=1", "train.progress=false", "a.b=2", "c = 3"]) == {"a.b": "2", "c": "3"}
+    assert lines.settings(["x=1", "y=2"]) == lines.settings(["y=2", "train.report=false", "x=1"])
+    assert lines.settings(["x=1"]) != lines.settings(["x=2"])  # a changed setting is another run
+
+
+def _lines_commands(text: str) -> list[list[str]]:
+    """The arguments of every ``python benchmarks/lines.py`` command in a script or in README code spans."""
+    import re
+    import shlex
+
+    text = text.replace("\\\n", " ")
+    spans = re.findall(r"`python benchmarks/lines\.py([^`]*)`", text)  # README: inline code
+    spans += re.findall(r"^\s*python benchmarks/lines\.py(.*)$", text, flags=re.M)  # scripts
+    return [shlex.split(span, comments=True) for span in spans]
+
+
+def _training_settings(words: list[str]) -> dict[str, str]:
+    import lines
+
+    pairs = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--set", "--acai-set")]
+    return lines.settings(pairs)
+
+
+def test_demo_readme_and_pretrained_use_the_same_lines_recipe():
+    """scripts/demo.sh, scripts/make_pretrained.sh and the README's lines table train with the same settings.
+
+    The recipe lives in benchmarks/lines.py (SHARED, ACAI_ONLY); none of the three may add a training
+    setting of its own (only display ones such as train.report), so the demo reproduces the table.
+    """
+    demo = _lines_commands((Path(REPO) / "scripts" / "demo.sh").read_text())
+    pretrained = _lines_commands((Path(REPO) / "scripts" / "make_pretrained.sh").read_text())
+    readme = [c for c in _lines_commands((Path(REPO) / "README.md").read_text()) if "--seeds" in c and "0,1,2" in c]
+    assert demo and pretrained and readme
+    for words in demo + pretrained + readme:
+        assert _training_settings(words) == {}, words
