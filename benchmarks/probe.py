@@ -179,10 +179,12 @@ def table(results: list[dict], pca: list[dict]) -> tuple[str, list[dict]]:
             kmeans = {m: summarize([r["kmeans/accuracy"] for r in group[m] if r["seed"] in seeds])["mean"]
                       for m in group}
             gain = mean["acai"] - mean["ae"]
+            by_seed = {m: {r["seed"]: r["probe/accuracy"] for r in group[m]} for m in group}
+            per_seed = [by_seed["acai"][s] - by_seed["ae"][s] for s in seeds]
             floor = pca_by[channels]["probe/accuracy"] if channels in pca_by else math.nan
             verdicts.append({
                 "channels": channels, "latent_dim": 16 * channels, "budget": budget, "seeds": seeds,
-                "probe_ae": mean["ae"], "probe_acai": mean["acai"], "probe_gain": gain,
+                "probe_ae": mean["ae"], "probe_acai": mean["acai"], "probe_gain": gain, "probe_gain_per_seed": per_seed,
                 "kmeans_ae": kmeans["ae"], "kmeans_acai": kmeans["acai"], "probe_pca": floor,
                 "margin_met": gain >= MARGIN, "both_above_pca": min(mean.values()) > floor,
             })
@@ -194,7 +196,8 @@ def verdict_text(verdicts: list[dict]) -> str:
     for v in verdicts:
         kmeans_gain = 100 * (v["kmeans_acai"] - v["kmeans_ae"])
         out.append(f"{v['latent_dim']}-d, {v['budget']} steps, seeds {v['seeds']}: probe ACAI - baseline = "
-                   f"{100 * v['probe_gain']:+.1f} points (target >= +{100 * MARGIN:.0f}: "
+                   f"{100 * v['probe_gain']:+.1f} points (per seed "
+                   f"{', '.join(f'{100 * g:+.1f}' for g in v['probe_gain_per_seed'])}; target >= +{100 * MARGIN:.0f}: "
                    f"{'met' if v['margin_met'] else 'not met'}); k-means {kmeans_gain:+.1f} points; "
                    f"both above whitened PCA ({v['probe_pca']:.3f}): {'yes' if v['both_above_pca'] else 'no'}")
     return "\n".join(out)

@@ -117,9 +117,15 @@ def test_probe_benchmark_budget_sweep_reuse_and_pca_rows(tmp_path, capsys, caplo
     two = next(r for r in payload["results"] if (r["method"], r["budget"], r["seed"]) == ("acai", 2, 1))
     assert four["train_seconds_total"] == pytest.approx(two["train_seconds_total"] + four["train_seconds"])
     assert [(v["budget"], v["seeds"]) for v in payload["verdicts"]] == [(2, [0, 1]), (4, [0, 1])]
+    probe_of = {(r["method"], r["budget"], r["seed"]): r["probe/accuracy"] for r in payload["results"]}
+    for v in payload["verdicts"]:
+        gains = [probe_of["acai", v["budget"], s] - probe_of["ae", v["budget"], s] for s in (0, 1)]
+        assert v["probe_gain_per_seed"] == pytest.approx(gains)
+        assert v["probe_gain"] == pytest.approx(sum(gains) / 2)
+        assert v["margin_met"] == (v["probe_gain"] >= 0.02)
     assert payload["pca"][0]["components"] == 16 and 0 < payload["pca"][0]["probe/accuracy"] <= 1
     md = (tmp_path / "probe.md").read_text()
-    assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "(target >= +2" in md
+    assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "target >= +2: not met" in md
     captured = capsys.readouterr()
     assert "k-means accuracy" in captured.out
     # each of the 4 runs resumed at 4 steps (a retrained run would say nothing)
