@@ -125,7 +125,7 @@ def test_probe_benchmark_budget_sweep_reuse_and_pca_rows(tmp_path, capsys, caplo
         assert v["margin_met"] == (v["probe_gain"] >= 0.02)
     assert payload["pca"][0]["components"] == 16 and 0 < payload["pca"][0]["probe/accuracy"] <= 1
     md = (tmp_path / "probe.md").read_text()
-    assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "target >= +2: not met" in md
+    assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "; target >= +2: " in md
     captured = capsys.readouterr()
     assert "k-means accuracy" in captured.out
     # each of the 4 runs resumed at 4 steps (a retrained run would say nothing)
