@@ -261,3 +261,37 @@ def test_attributes_bundle_and_fallback():
 def test_interleave():
     assert interleave(2, 4).tolist() == [0, 2, 1, 3, 4, 5]
     assert interleave(3, 1).tolist() == [0, 3, 1, 2]
+
+
+# --------------------------------------------------------------------------- folder path == built-in path
+def write_domain_folders(root: Path, train, test, mode: str) -> None:
+    """The benchmark's images as trainA/ trainB/ testA/ testB/ PNG folders (in set order; mode L or RGB)."""
+    for part, ds in (("train", train), ("test", test)):
+        a = ds.extras["domain"] > 0.5
+        for suffix, mask in (("A", a), ("B", ~a)):
+            folder = root / f"{part}{suffix}"
+            folder.mkdir(parents=True)
+            for i, img in enumerate(ds.images[mask].numpy()):
+                pixels = img[0]
+                Image.fromarray(pixels if mode == "L" else np.repeat(pixels[..., None], 3, -1)).save(
+                    folder / f"{i:05d}.png")
+
+
+@pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (3, "L"), (1, "RGB"), (3, "RGB")])
+def test_folders_give_the_builtin_tensors(tmp_path, channels, mode):
+    """The same images through data.name domains (files) and data.name attributes (built in): identical
+    test images, domain labels and training batches (scaling to [-1, 1], no crop or resize, channels)."""
+    cfg = attr_cfg(channels=channels, train_limit=12, test_limit=6)
+    builtin = build_data(cfg, seed=5)
+    write_domain_folders(tmp_path / "data", builtin.train_set, builtin.test, mode)
+    folders = build_data(domains_cfg(tmp_path, root=str(tmp_path / "data"), channels=channels, crop=None), seed=5)
+    assert folders.shape == builtin.shape == (channels, 16, 16)
+    assert folders.test.images.dtype == builtin.test.images.dtype == torch.uint8
+    assert torch.equal(folders.test.images, builtin.test.images)
+    assert torch.equal(folders.test.extras["domain"], builtin.test.extras["domain"])
+    assert torch.equal(folders.train_set.images, builtin.train_set.images)
+    for step in (0, 3):
+        got, want = folders.train.batch(step, 4), builtin.train.batch(step, 4)
+        assert torch.equal(got["domain"], want["domain"]) and torch.equal(got["x"], want["x"])
+    x = builtin.train.batch(0, 4)["x"]
+    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1

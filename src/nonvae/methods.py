@@ -173,12 +173,13 @@ class Method(nn.Module):
             for reg in self.regularizers.values():
                 if not reg.players():
                     continue
-                with self.autocast():
-                    adv = reg.adversary_step(dview, call, optimizers)
-                player_losses = {k: v for k, v in adv.items() if k in players}
-                self._check(player_losses, step)
-                for name, loss in player_losses.items():
-                    self._update(name, loss, optimizers, step)
+                for _ in range(getattr(reg, "adversary_steps", 1)):  # e.g. regularizers.domain.disc_steps
+                    with self.autocast():
+                        adv = reg.adversary_step(dview, call, optimizers)
+                    player_losses = {k: v for k, v in adv.items() if k in players}
+                    self._check(player_losses, step)
+                    for name, loss in player_losses.items():
+                        self._update(name, loss, optimizers, step)
                 logs.update({k: float(v.detach()) for k, v in adv.items()})
         return logs
 

@@ -60,6 +60,14 @@ class DomainConfig:
     # to (E1(b), E2(a)) (mean squared error against the detached codes that made it)
     zero_b: float = non_negative(0.0)
     cycle: float = non_negative(0.0)
+    # the content half of the cycle alone: x mean (E1(G(E1(b), E2(a))) - E1(b))^2 (adding a's attribute must not
+    # change the content code), on top of ``cycle``
+    content_cycle: float = non_negative(0.0)
+    # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
+    # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
+    match: float = non_negative(0.0)
+    # discriminator updates per autoencoder step (on the same detached codes)
+    disc_steps: int = positive(1)
 
 PLAYER = "discriminator"
 FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
@@ -71,6 +79,18 @@ def _domains(view: StepView) -> torch.Tensor:
         raise ConfigError("regularizers.domain needs two-domain data (a batch with 'domain' labels, e.g. "
                           "data.name: attributes or domains)")
     return domain.float().view(-1)
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Biased MMD^2 between samples x (n, d) and y (m, d), summed over Gaussian kernels whose bandwidths are
+    0.25, 1 and 4 x the (detached) mean squared distance of the pooled samples."""
+    z = torch.cat([x, y])
+    sq = (z * z).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * z @ z.t()).clamp_min(0)
+    scale = d2.detach().mean().clamp_min(1e-8)
+    k = sum(torch.exp(-d2 / (scale * s)) for s in (0.25, 1.0, 4.0))
+    n = len(x)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 
 @register_regularizer("domain", config=DomainConfig)
@@ -94,11 +114,12 @@ class DomainInvariance(Regularizer):
             features *= int(s)
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
-        self.reencode = cfg.cycle > 0
+        self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0
+        self.adversary_steps = int(cfg.disc_steps)
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
         """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (only with ``cycle``)."""
-        if self.cfg.cycle <= 0 or batch is None or batch.get("domain") is None:
+        if not self.reencode or batch is None or batch.get("domain") is None:
             return None
         is_a = batch["domain"].view(-1)[: len(z)] > 0.5
         ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
@@ -121,11 +142,19 @@ class DomainInvariance(Regularizer):
             is_b = _domains(view) <= 0.5
             if is_b.any():
                 terms[f"{self.name}/zero_b"] = self.cfg.zero_b * view.out["attribute_raw"][is_b].float().pow(2).mean()
-        if self.cfg.cycle > 0 and self.name in view.reencoded:
+        if self.reencode and self.name in view.reencoded:
             back, target = view.reencoded[self.name].float(), view.state[self.name]["target"].float()
             c = self.content_channels
-            terms[f"{self.name}/cycle"] = self.cfg.cycle * ((back[:, :c] - target[:, :c]).pow(2).mean()
-                                                      + (back[:, c:] - target[:, c:]).pow(2).mean())
+            content = (back[:, :c] - target[:, :c]).pow(2).mean()
+            if self.cfg.cycle > 0:
+                terms[f"{self.name}/cycle"] = self.cfg.cycle * (content + (back[:, c:] - target[:, c:]).pow(2).mean())
+            if self.cfg.content_cycle > 0:
+                terms[f"{self.name}/content_cycle"] = self.cfg.content_cycle * content
+        if self.cfg.match > 0:
+            is_a = _domains(view) > 0.5
+            if is_a.any() and (~is_a).any():
+                flat = view.out["content"].float().flatten(1)
+                terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
 
     def _fool_targets(self, view: StepView, logits: torch.Tensor) -> torch.Tensor:
