@@ -38,6 +38,10 @@ class SplitModel(ModelConfig):
     # global: E2 is averaged over the grid to an attribute_dim vector, which a learned linear map
     # (no bias: a zero code stays zero) spreads back over the grid's attribute_dim channels
     attribute_code: Literal["spatial", "global"] = "spatial"
+    # global only: how E2's grid output becomes the vector: 'mean' over the grid (position-blind: a patch in a
+    # corner and in the opposite corner give nearly the same vector) or 'linear', a learned linear map of the
+    # flattened grid (knows where things are)
+    attribute_pool: Literal["mean", "linear"] = "mean"
     arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
     norm: Literal["none", "instance"] = "none"  # press arch
 
@@ -47,18 +51,22 @@ class GlobalAttribute(nn.Module):
 
     The grid code the decoder sees is W v (no bias), so it carries at most ``dim`` numbers per image
     (the official E2 is about 5% of the code) and no per-position shape; a zero vector is a zero map.
+    ``pool`` 'mean' averages the grid (blind to where the attribute is), 'linear' maps the flattened grid to
+    the vector (no bias either), so a corner patch's corner or a band's offset can reach the vector.
     """
 
-    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int]) -> None:
+    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int], pool: str = "mean") -> None:
         super().__init__()
         self.encoder = encoder
         self.dim, self.grid = dim, grid
+        self.pool = nn.Linear(dim * grid[0] * grid[1], dim, bias=False) if pool == "linear" else None
         self.spread = nn.Linear(dim, dim * grid[0] * grid[1], bias=False)
         nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
 
     def vector(self, x: torch.Tensor) -> torch.Tensor:
         """The attribute vector (N, dim)."""
-        return self.encoder(x).mean((2, 3))
+        grid = self.encoder(x)
+        return grid.mean((2, 3)) if self.pool is None else self.pool(grid.flatten(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spread(self.vector(x)).view(len(x), self.dim, *self.grid)
@@ -95,7 +103,8 @@ class SplitAutoencoder(Backbone):
             self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
         if cfg.attribute_code == "global":
-            self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:])
+            self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:],
+                                                     cfg.attribute_pool)
 
     def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):
         """(content, attribute) codes; the attribute is zero where ``domain`` is 0."""

@@ -63,6 +63,9 @@ class DomainConfig:
     # the content half of the cycle alone: x mean (E1(G(E1(b), E2(a))) - E1(b))^2 (adding a's attribute must not
     # change the content code), on top of ``cycle``
     content_cycle: float = non_negative(0.0)
+    # the attribute half alone: x mean (E2(G(E1(b), E2(a))) - E2(a))^2 (the translation must show a's attribute
+    # to E2: the decoder has to draw it on any content), on top of ``cycle``
+    attribute_cycle: float = non_negative(0.0)
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
@@ -82,15 +85,23 @@ def _domains(view: StepView) -> torch.Tensor:
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Biased MMD^2 between samples x (n, d) and y (m, d), summed over Gaussian kernels whose bandwidths are
-    0.25, 1 and 4 x the (detached) mean squared distance of the pooled samples."""
+    """Unbiased MMD^2 between samples x (n, d) and y (m, d) (n, m >= 2), summed over Gaussian kernels whose
+    bandwidths are 0.25, 1 and 4 x the (detached) mean squared distance of the pooled samples.
+
+    Unbiased: the within-sample means leave out the diagonal. The biased estimate (diagonal included) is
+    smallest when every code is the same, and at weight 1 it collapsed E1 to a constant.
+    """
     z = torch.cat([x, y])
     sq = (z * z).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2 * z @ z.t()).clamp_min(0)
     scale = d2.detach().mean().clamp_min(1e-8)
     k = sum(torch.exp(-d2 / (scale * s)) for s in (0.25, 1.0, 4.0))
-    n = len(x)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    n, m = len(x), len(y)
+
+    def within(block: torch.Tensor, size: int) -> torch.Tensor:
+        return (block.sum() - block.diagonal().sum()) / (size * (size - 1))
+
+    return within(k[:n, :n], n) + within(k[n:, n:], m) - 2 * k[:n, n:].mean()
 
 
 @register_regularizer("domain", config=DomainConfig)
@@ -114,7 +125,7 @@ class DomainInvariance(Regularizer):
             features *= int(s)
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
-        self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0
+        self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0
         self.adversary_steps = int(cfg.disc_steps)
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
@@ -146,13 +157,16 @@ class DomainInvariance(Regularizer):
             back, target = view.reencoded[self.name].float(), view.state[self.name]["target"].float()
             c = self.content_channels
             content = (back[:, :c] - target[:, :c]).pow(2).mean()
+            attribute = (back[:, c:] - target[:, c:]).pow(2).mean()
             if self.cfg.cycle > 0:
-                terms[f"{self.name}/cycle"] = self.cfg.cycle * (content + (back[:, c:] - target[:, c:]).pow(2).mean())
+                terms[f"{self.name}/cycle"] = self.cfg.cycle * (content + attribute)
             if self.cfg.content_cycle > 0:
                 terms[f"{self.name}/content_cycle"] = self.cfg.content_cycle * content
+            if self.cfg.attribute_cycle > 0:
+                terms[f"{self.name}/attribute_cycle"] = self.cfg.attribute_cycle * attribute
         if self.cfg.match > 0:
             is_a = _domains(view) > 0.5
-            if is_a.any() and (~is_a).any():
+            if is_a.sum() > 1 and (~is_a).sum() > 1:
                 flat = view.out["content"].float().flatten(1)
                 terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
