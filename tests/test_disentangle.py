@@ -88,6 +88,56 @@ def test_benaim_terms():
     assert torch.allclose(reg.loss(view)["domain/cycle"], want, atol=1e-6)
 
 
+
+def test_separate_cycle_halves_match_and_disc_steps():
+    """content_cycle / attribute_cycle are the two halves of Benaim et al.'s cycle; match is an unbiased MMD^2
+    between the domains' E1 codes; disc_steps updates the discriminator that many times per step."""
+    from nonvae.regularizers.domain import mmd2
+
+    cfg = tiny_cfg(**{"regularizers.domain.content_cycle": 2.0, "regularizers.domain.attribute_cycle": 3.0,
+                      "regularizers.domain.cycle": 1.0, "regularizers.domain.match": 1.0,
+                      "regularizers.domain.disc_steps": 3})
+    method = build_method(cfg, (1, 16, 16))
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 0, 1, 0, 0, 1])
+    opts = method.build_optimizers()
+    logs = method.train_step({"x": x, "domain": domain}, 0, opts)
+    assert logs["domain/content_cycle"] > 0 and logs["domain/attribute_cycle"] > 0 and logs["domain/match"] != 0
+    # cycle = content half + attribute half (the same re-encoded translations)
+    assert logs["domain/cycle"] == pytest.approx(logs["domain/content_cycle"] / 2 + logs["domain/attribute_cycle"] / 3,
+                                                 rel=1e-4)
+    disc_opt = opts["discriminator"]
+    steps = {int(s["step"]) for s in disc_opt.state.values()}
+    assert steps == {3}  # three discriminator updates in one training step
+    # unbiased: identical distributions score about 0 (not a positive floor that rewards collapsing the codes)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
+    assert abs(float(mmd2(a, b))) < 0.05 and float(mmd2(a, b + 1.0)) > 0.3
+    assert float(mmd2(torch.zeros(8, 4), torch.zeros(8, 4))) == pytest.approx(0.0)
+
+
+def test_linear_attribute_pool_sees_where_the_attribute_is():
+    """attribute_pool=linear maps the flattened E2 grid to the vector: still attribute_dim numbers, a zero
+    vector still a zero map, but no longer blind to position (mean pooling gives a mirrored input's vector
+    whenever E2's grid output is mirrored)."""
+    cfg = ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                      attribute_code="global", attribute_pool="linear")
+    ae = SplitAutoencoder(cfg, (1, 16, 16))
+    enc = ae.attribute_encoder
+    assert enc.pool is not None and enc.pool.weight.shape == (2, 2 * 16) and enc.pool.bias is None
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    v = enc.vector(x)
+    assert v.shape == (3, 2) and torch.allclose(v, enc.pool(enc.encoder(x).flatten(1)))
+    grid = enc.encoder(x)
+    mean = SplitAutoencoder(ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                                        attribute_code="global"), (1, 16, 16)).attribute_encoder
+    assert mean.pool is None
+    # the same grid moved to another place: mean pooling cannot tell, the linear pool can
+    moved = grid.roll(2, dims=-1)
+    assert torch.allclose(moved.mean((2, 3)), grid.mean((2, 3)), atol=1e-6)
+    assert not torch.allclose(enc.pool(moved.flatten(1)), enc.pool(grid.flatten(1)), atol=1e-4)
+    assert (enc.spread(torch.zeros(1, 2)) == 0).all()
+
 def tiny_cfg(**extra):
     over = {"data.base": "digits", "data.image_size": 16, "data.train_limit": 80, "data.test_limit": 24,
             "model.width": 4, "model.latent_width": 4, "model.content_dim": 4, "model.attribute_dim": 2,
