@@ -43,6 +43,7 @@ def test_press_architecture_matches_the_official_widths():
     assert widths(ae.content_encoder) == [32, 64, 128, 256, 487, 487]
     assert widths(ae.attribute_encoder) == [32, 64, 128, 128, 128, 25]
     assert cfg.attribute_code == "global" and ae.attribute_encoder.vector(torch.zeros(1, 3, 128, 128)).shape == (1, 25)
+    assert cfg.attribute_pool == "linear" and ae.attribute_encoder.pool.weight.shape == (25, 25 * 2 * 2)
     assert widths(ae.decoder) == [512, 256, 128, 64, 32, 3]
     assert ae.latent_shape == (512, 2, 2) and isinstance(ae.decoder.net[-1], torch.nn.Tanh)
     convs = [m for m in ae.content_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
