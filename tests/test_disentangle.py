@@ -23,7 +23,7 @@ from .conftest import REPO, tiny_overrides
 
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
                  "content_acc", "attribute_gain",
-                 "class_kept", "removal_residual")
+                 "class_kept", "class_kept_exact", "removal_residual")
 
 
 def test_shipped_configs():
@@ -246,7 +246,7 @@ def test_report_ranks_the_keys_evaluation_emits(tiny_run, tmp_path):
     metrics = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu", quick=True)
     assert set(metrics) <= set(declared())  # every key evaluation emits says what it means
     refs = ("transfer/overlay_mse", "transfer/clean_recon_mse", "transfer/pixel_classifier_accuracy",
-            "probe/train_accuracy")
+            "transfer/class_kept_exact", "probe/train_accuracy")
     assert all(k in metrics for k in (*refs, "transfer/content_acc", "recon/mse"))
     lower = {k: v - 0.01 for k, v in metrics.items()}  # run b: every value a bit lower
     pages = []

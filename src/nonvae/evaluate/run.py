@@ -113,6 +113,8 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/pixel_classifier_accuracy": reference("the ceiling: the pixel classifier's accuracy on clean "
                                                     "test images", "higher"),
     "transfer/class_kept": higher("transfers whose content class the pixel classifier still reads"),
+    "transfer/class_kept_exact": reference("the transfers' ceiling: the pixel classifier on the exact composites "
+                                           "b + (a - clean a) (the added attribute moves its answer too)", "higher"),
     "transfer/class_kept_removal": higher("removals whose content class the pixel classifier still reads"),
 })
 def transfer_metrics(ctx: EvalContext) -> dict[str, float]:

@@ -21,7 +21,9 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
 - ``transfer/content_acc``: linear-probe class accuracy from E1 codes.
 - ``transfer/class_kept`` (transfers) and ``transfer/class_kept_removal`` (removals): the content's class
   as read by a logistic regression trained on clean pixels; ``transfer/pixel_classifier_accuracy`` is
-  that classifier's accuracy on clean test images (the ceiling).
+  that classifier's accuracy on clean test images (the ceiling for removals); ``transfer/class_kept_exact``
+  is its accuracy on the exact transfer targets b + (a - clean a), what a perfect transfer scores (the added
+  attribute itself moves the clean-trained classifier's answer, so this is the ceiling for transfers).
 For image files without ground truth: ``transfer/recon_mse_a``, ``transfer/recon_mse_b`` and the leakage.
 """
 
@@ -221,6 +223,8 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
             np.mean(clf.predict(test.get("clean").numpy()) == y_test))
         metrics["transfer/class_kept"] = float(np.mean(clf.predict(decoded.flatten(1).numpy()) ==
                                                        y_test[pos_b.numpy()]))
+        metrics["transfer/class_kept_exact"] = float(np.mean(clf.predict(targets.flatten(1).numpy()) ==
+                                                             y_test[pos_b.numpy()]))
         metrics["transfer/class_kept_removal"] = float(np.mean(
             clf.predict(test.get("removed")[ta].numpy()) == y_test[ta.numpy()]))
     return metrics
