@@ -25,7 +25,13 @@ Two optional terms of the follow-up by the same group (Benaim et al., ICCV 2019,
 Domain Difference"): ``zero_b`` x mean E2(b)^2 over domain-B images (E2 must answer zero where there is no
 attribute, so it cannot simply copy the image), and ``cycle`` x the codes of a translation t = G(E1(b),
 E2(a)) encoding back to the codes that made it: mean (E1(t) - E1(b))^2 + mean (E2(t) - E2(a))^2, targets
-detached. A donor's shape carried by E2 shows up in E1(t) and is penalised there.
+detached. A donor's shape carried by E2 shows up in E1(t) and is penalised there. Its halves are separate
+options: ``content_cycle`` (E1 only) and ``attribute_cycle`` (E2 only: the translation must show a's attribute
+to E2, so the decoder has to draw it on b's content; the shipped synthetic config uses it with ``zero_b``).
+
+``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
+it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
+unbiased MMD^2 between the two domains' E1 codes (a non-adversarial pull of the distributions together).
 """
 
 from __future__ import annotations
