@@ -77,3 +77,26 @@ def test_global_attribute_code():
                                         attribute_code="global"), (1, 16, 16))
     out = press(x, torch.ones(3))
     assert out["z"].shape == (3, 9, 2, 2) and out["recon"].shape == x.shape
+
+
+def test_linear_attribute_pool_sees_where_the_attribute_is():
+    """attribute_pool=linear maps the flattened E2 grid to the vector: still attribute_dim numbers, a zero
+    vector still a zero map, but no longer blind to position (mean pooling gives a mirrored input's vector
+    whenever E2's grid output is mirrored)."""
+    cfg = SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2, attribute_code="global",
+                     attribute_pool="linear")
+    ae = SplitAutoencoder(cfg, (1, 16, 16))
+    enc = ae.attribute_encoder
+    assert enc.pool is not None and enc.pool.weight.shape == (2, 2 * 16) and enc.pool.bias is None
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    v = enc.vector(x)
+    assert v.shape == (3, 2) and torch.allclose(v, enc.pool(enc.encoder(x).flatten(1)))
+    grid = enc.encoder(x)
+    mean = SplitAutoencoder(SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                                       attribute_code="global"), (1, 16, 16)).attribute_encoder
+    assert mean.pool is None
+    # the same grid moved to another place: mean pooling cannot tell, the linear pool can
+    moved = grid.roll(2, dims=-1)
+    assert torch.allclose(moved.mean((2, 3)), grid.mean((2, 3)), atol=1e-6)
+    assert not torch.allclose(enc.pool(moved.flatten(1)), enc.pool(grid.flatten(1)), atol=1e-4)
+    assert (enc.spread(torch.zeros(1, 2)) == 0).all()

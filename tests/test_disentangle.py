@@ -116,28 +116,6 @@ def test_separate_cycle_halves_match_and_disc_steps():
     assert float(mmd2(torch.zeros(8, 4), torch.zeros(8, 4))) == pytest.approx(0.0)
 
 
-def test_linear_attribute_pool_sees_where_the_attribute_is():
-    """attribute_pool=linear maps the flattened E2 grid to the vector: still attribute_dim numbers, a zero
-    vector still a zero map, but no longer blind to position (mean pooling gives a mirrored input's vector
-    whenever E2's grid output is mirrored)."""
-    cfg = ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
-                      attribute_code="global", attribute_pool="linear")
-    ae = SplitAutoencoder(cfg, (1, 16, 16))
-    enc = ae.attribute_encoder
-    assert enc.pool is not None and enc.pool.weight.shape == (2, 2 * 16) and enc.pool.bias is None
-    x = torch.rand(3, 1, 16, 16) * 2 - 1
-    v = enc.vector(x)
-    assert v.shape == (3, 2) and torch.allclose(v, enc.pool(enc.encoder(x).flatten(1)))
-    grid = enc.encoder(x)
-    mean = SplitAutoencoder(ModelConfig(backbone="split", width=4, latent_width=4, content_dim=4, attribute_dim=2,
-                                        attribute_code="global"), (1, 16, 16)).attribute_encoder
-    assert mean.pool is None
-    # the same grid moved to another place: mean pooling cannot tell, the linear pool can
-    moved = grid.roll(2, dims=-1)
-    assert torch.allclose(moved.mean((2, 3)), grid.mean((2, 3)), atol=1e-6)
-    assert not torch.allclose(enc.pool(moved.flatten(1)), enc.pool(grid.flatten(1)), atol=1e-4)
-    assert (enc.spread(torch.zeros(1, 2)) == 0).all()
-
 def tiny_cfg(**extra):
     over = {"data.base": "digits", "data.image_size": 16, "data.train_limit": 80, "data.test_limit": 24,
             "model.width": 4, "model.latent_width": 4, "model.content_dim": 4, "model.attribute_dim": 2,
@@ -394,7 +372,9 @@ def test_global_attribute_code_transfers_better_than_the_ablation_and_a_large_sp
     The shipped config (E2 a small global vector, the adversary on) must add clearly more of the donor's
     attribute than its lambda = 0 ablation, and land closer to the exact "b with a's attribute" than the
     same run with a large spatial E2 (8 channels on the 4x4 grid, as many as E1), which carries the donor's
-    layout. Measured at this size (300 steps, 16 px shapes): gain 0.37 vs 0.05; transfer MSE 0.056 vs 0.101.
+    layout. Measured at this size (300 steps, 16 px shapes) with the shipped losses (linear E2 pool, 5
+    discriminator steps, zero_b + attribute_cycle): gain 0.48 vs 0.16; transfer MSE 0.075 vs 0.083 (the spatial
+    arm has the same losses; with the previous config, one discriminator step and no cycle: 0.056 vs 0.101).
     (The pixel classifier's class-kept rate is at chance for every arm at this budget, so it is not asserted
     here; benchmarks/disentangle.py measures it at full size.)
     """
