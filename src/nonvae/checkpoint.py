@@ -277,7 +277,7 @@ ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 def _check_optimizer_tensors(tensors: dict[str, torch.Tensor], plain: dict, opt: torch.optim.Optimizer,
                              step: int) -> None:
     """Every saved Adam tensor has its parameter's shape and a float dtype, holds finite values, and no
-    parameter misses one.
+    parameter misses one; ``step`` is the most updates the optimizer can have made.
 
     torch loads any tensors here; a wrong shape then segfaults the fused Adam kernel (exit 139), and a
     NaN moment shows up only as a non-finite loss that looks like a too-high learning rate.
@@ -323,8 +323,13 @@ def load_checkpoint(
     path: str | Path,
     players: dict[str, torch.nn.Module],
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    updates_per_step: dict[str, int] | None = None,
 ) -> dict:
-    """Restore players (and optimizers) from a checkpoint folder; return its state.json."""
+    """Restore players (and optimizers) from a checkpoint folder; return its state.json.
+
+    ``updates_per_step`` bounds each optimizer's saved Adam step count (an adversary updated k times
+    per training step has made up to k x step updates); 1 for an optimizer it does not name.
+    """
     path = Path(path)
     state = read_state(path)
     saved = state.get("players")
@@ -344,7 +349,8 @@ def load_checkpoint(
             tensors = load_tensors(path / f"optim_{name}.safetensors")
             try:
                 _check_param_groups(plain, opt)
-                _check_optimizer_tensors(tensors, plain, opt, int(state["step"]))
+                updates = int(state["step"]) * max(1, (updates_per_step or {}).get(name, 1))
+                _check_optimizer_tensors(tensors, plain, opt, updates)
                 opt.load_state_dict(optimizer_from_flat(tensors, plain))
             except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
                 why = " ".join(str(exc).split()) or type(exc).__name__

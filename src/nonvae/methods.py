@@ -77,6 +77,13 @@ class Method(nn.Module):
             out.update(reg.players())
         return out
 
+    def updates_per_step(self) -> dict[str, int]:
+        """Optimizer updates each player gets per training step (an adversary may get several)."""
+        out = {AUTOENCODER: 1}
+        for reg in self.regularizers.values():
+            out.update({name: int(getattr(reg, "adversary_steps", 1)) for name in reg.players()})
+        return out
+
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         t = self.cfg.train
         settings: dict[str, dict] = {}

@@ -471,7 +471,8 @@ class Trainer:
                 for group, old in zip(opt.param_groups, (saved.get(name) or {}).get("param_groups") or [],
                                       strict=False):
                     group.update({k: old[k] for k in keys[1:] if k in old and k in group})
-            state = load_checkpoint(latest, self.method.players(), self.optimizers)
+            state = load_checkpoint(latest, self.method.players(), self.optimizers,
+                                    self.method.updates_per_step())
             for name, opt in self.optimizers.items():  # the config, not the checkpoint, sets lr and kernel
                 for group, conf in zip(opt.param_groups, configured[name], strict=True):
                     group.update(conf)
