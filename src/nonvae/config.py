@@ -108,6 +108,11 @@ class TrainConfig:
     lr: float = positive(1e-4)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = non_negative(0.0)
+    # learning-rate schedule over train.steps, applied to every player's configured lr (a pure function of the
+    # step, so a resumed run reproduces an uninterrupted one): constant | cosine (to 0 at train.steps) |
+    # linear (to 0 at train.steps); lr_warmup_steps ramps it linearly from 0 first (0: no warm-up)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr_warmup_steps: int = non_negative(0)
     grad_clip: float | None = positive(None)
     log_every: int = positive(50)
     eval_every: int = positive(5000)

@@ -14,6 +14,7 @@ import copy
 import datetime
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,21 @@ log = logging.getLogger(__name__)
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def lr_factor(step: int, steps: int, schedule: str = "constant", warmup: int = 0) -> float:
+    """The multiplier of every player's configured learning rate for the update made at ``step`` (0-based).
+
+    A linear warm-up from 0 over ``warmup`` steps, then constant, or a cosine / linear decay that reaches 0 at
+    ``steps`` (the update at step ``steps - 1`` still gets a small positive rate).
+    """
+    factor = 1.0
+    if warmup > 0 and step < warmup:
+        factor = (step + 1) / warmup
+    if schedule != "constant" and steps > warmup:
+        frac = min(1.0, max(0.0, (step - warmup) / (steps - warmup)))
+        factor *= 0.5 * (1.0 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+    return factor
 
 
 # --------------------------------------------------------------------------- environment
@@ -374,6 +390,8 @@ class Trainer:
         self.method.autocast = autocast_for(self.precision, self.device)
         self.method.any_rank = self.dist.any
         self.optimizers = self.method.build_optimizers()
+        # each group's configured lr, which train.lr_schedule scales step by step
+        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
         self.callers = self._wrap_players()
         self.step = 0
         self.log = MetricsLog(self.run, self.dist.is_main, cfg.train.tensorboard)
@@ -542,6 +560,15 @@ class Trainer:
             if self.lock is not None:
                 self.lock.release()
 
+    def _set_lr(self, step: int) -> None:
+        t = self.cfg.train
+        if t.lr_schedule == "constant" and t.lr_warmup_steps == 0:
+            return
+        factor = lr_factor(step, t.steps, t.lr_schedule, t.lr_warmup_steps)
+        for name, opt in self.optimizers.items():
+            for group, base in zip(opt.param_groups, self.base_lrs[name], strict=True):
+                group["lr"] = base * factor
+
     def _fit(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         self.resume_or_init()  # first: a checkpoint that does not fit must not overwrite config.yaml
@@ -583,6 +610,7 @@ class Trainer:
                     self.threads.update()
                     torch.manual_seed(step_seed(cfg.seed, step, self.dist.rank))
                     batch = batches.get(step)
+                    self._set_lr(step)
                     images = len(batch["x"]) * self.dist.world  # two-domain batches hold 2 x batch_size
                     logs: dict | None = None
                     try:
