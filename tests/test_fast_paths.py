@@ -134,3 +134,31 @@ def test_acai_critic_precision(tmp_path, tiny_lines, critic_precision):
     assert seen["critic"] == [expected] * 4  # the fooling term and the critic's own update, 2 steps
     assert set(seen["encoder"]) == {torch.float32}
     assert all(torch.isfinite(p).all() for p in critic.parameters())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_acai_shared_critic_forward_gives_the_same_step(tmp_path, tiny_lines, precision):
+    """regularizers.acai.share_forward (the critic update reuses the critic's forward on the interpolants from
+    the autoencoder step) gives the same losses and gradients of both players as two separate forwards."""
+    grads, logs = {}, {}
+    for share in (True, False):
+        cfg = tiny_lines("configs/lines/acai.yaml", **{"train.precision": precision,
+                                                        "regularizers.acai.share_forward": share})
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, tmp_path / str(share))
+        method = trainer.method.train()
+        batch = {"x": torch.rand(16, 1, 16, 16) * 2 - 1}
+        torch.manual_seed(1)
+        for step in range(2):
+            logs[share] = method.train_step(batch, step, trainer.optimizers, trainer.call)
+        grads[share] = {f"{player}.{k}": p.grad.clone() for player, module in method.players().items()
+                        for k, p in module.named_parameters()}
+    assert logs[True].keys() == logs[False].keys()
+    for k in logs[True]:
+        assert logs[True][k] == pytest.approx(logs[False][k], rel=1e-3 if precision == "bf16" else 1e-5, abs=1e-7), k
+    assert grads[True].keys() == grads[False].keys()
+    assert any(k.startswith("critic.") for k in grads[True])
+    tol = 2e-2 if precision == "bf16" else 1e-4
+    for k, g in grads[True].items():
+        scale = float(grads[False][k].abs().max()) + 1e-12
+        assert float((g - grads[False][k]).abs().max()) <= tol * scale, k

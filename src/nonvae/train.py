@@ -385,6 +385,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data = data or build_data(cfg.data, cfg.seed)
         self.method: Method = build_method(cfg, self.data.shape).to(self.device)
+        if self.dist.enabled:  # a forward shared between two players' updates would bypass their DDP wrappers
+            for reg in self.method.regularizers.values():
+                reg.shares_forward = False
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.method.autocast = autocast_for(self.precision, self.device)

@@ -37,6 +37,9 @@ class AcaiConfig:
     # the critic's forwards: 'train' as train.precision; 'bf16' under bf16 autocast whatever train.precision
     # (an fp32 lines/ACAI step 1.26x faster in CPU time on AVX512-BF16; opt-in: its quality is unmeasured)
     critic_precision: Literal["train", "bf16"] = "train"
+    # the critic update reuses the critic's forward on the decoded interpolants from the autoencoder step (same
+    # critic weights, same images: the same scores) instead of running it again; off under DDP (the trainer)
+    share_forward: bool = True
 
 
 def fold_alpha(u: torch.Tensor) -> torch.Tensor:
@@ -61,6 +64,7 @@ class AdversarialInterpolation(Regularizer):
         super().__init__()
         self.cfg = cfg
         self.critic = ConvCritic(image_shape[0], cfg.width or width, scales, latent)
+        self.shares_forward = bool(cfg.share_forward)
 
     def weight_at(self, step: int) -> float:
         if self.cfg.warmup_steps <= 0:
@@ -74,9 +78,12 @@ class AdversarialInterpolation(Regularizer):
         return a * z + (1 - a) * z.flip(0)
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
-        # the critic is frozen here (the method turns its grads off); call the raw module
+        # the raw module: frozen here unless shares_forward (then the method backpropagates this loss into the
+        # autoencoder only, and adversary_step reuses the scores with their graph into the critic's weights)
         with self._critic_precision(view.x):
             score = self.critic(view.decoded[self.name])
+        if self.name in view.shared:  # the method keeps the critic trainable here (shares_forward)
+            view.shared[self.name]["mixed_scores"] = score
         return {f"{self.name}/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
 
     def _critic_precision(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -94,10 +101,15 @@ class AdversarialInterpolation(Regularizer):
         mixed = view.decoded[self.name]
         alpha = view.state[self.name]["alpha"]
         real_mix = self.cfg.gamma * view.x + (1 - self.cfg.gamma) * view.out["recon"]
-        # one critic forward over both inputs (cheaper than two)
+        shared = view.shared.get(self.name)
         with self._critic_precision(view.x):
-            scores = call("critic", torch.cat([mixed, real_mix.to(mixed.dtype)])).float()
-        loss_alpha = (scores[: len(mixed)] - alpha).pow(2).mean()
-        loss_real = scores[len(mixed):].pow(2).mean()
+            if shared:  # the scores of `mixed` from the autoencoder step, graph into the critic
+                mixed_scores = shared["mixed_scores"].float()
+                real_scores = call("critic", real_mix.to(mixed.dtype)).float()
+            else:  # one critic forward over both inputs (cheaper than two)
+                scores = call("critic", torch.cat([mixed, real_mix.to(mixed.dtype)])).float()
+                mixed_scores, real_scores = scores[: len(mixed)], scores[len(mixed):]
+        loss_alpha = (mixed_scores - alpha).pow(2).mean()
+        loss_real = real_scores.pow(2).mean()
         loss = loss_alpha + loss_real
         return {"critic": loss, "critic/alpha": loss_alpha.detach(), "critic/real": loss_real.detach()}

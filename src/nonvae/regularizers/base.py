@@ -35,6 +35,10 @@ class StepView:
     state: dict[str, dict] = field(default_factory=dict)  # per regularizer: what extra_codes drew
     step: int = 0
     reencoded: dict[str, torch.Tensor] = field(default_factory=dict)  # per regularizer: codes of `decoded`
+    # per regularizer: adversary outputs of the autoencoder step that keep their graph (and their adversary's
+    # parameters) for the adversary's own update, so it need not run that forward again (``shares_forward``);
+    # ``detached()`` passes them through as they are
+    shared: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def detached(self) -> StepView:
         def d(v):
@@ -45,7 +49,7 @@ class StepView:
             return v
 
         return StepView(d(self.batch), self.x.detach(), d(self.out), d(self.extra_in), d(self.extra_out),
-                        d(self.decoded), d(self.state), self.step, d(self.reencoded))
+                        d(self.decoded), d(self.state), self.step, d(self.reencoded), self.shared)
 
 
 class Regularizer(nn.Module):
@@ -53,6 +57,11 @@ class Regularizer(nn.Module):
 
     name: str = "regularizer"  # set by @register_regularizer: the config section's name
     reencode: bool = False  # true: the backbone also encodes what extra_codes decoded (view.reencoded)
+    # true: when the method gives it an entry in view.shared (one adversary update per step), ``loss`` runs its
+    # adversary with the adversary's parameters trainable and leaves the outputs there for ``adversary_step``
+    # (the method then backpropagates each player's loss into its own parameters only, keeping the graph for
+    # the adversary); the trainer turns it off under DDP
+    shares_forward: bool = False
 
     @classmethod
     def build(cls, cfg: Any, backbone: nn.Module, image_shape: tuple[int, int, int],
