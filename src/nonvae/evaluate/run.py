@@ -110,11 +110,12 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/transfer_mse": lower("MSE of b with a's attribute against the exact composite"),
     "transfer/attribute_gain": higher("share of the exact attribute a transfer adds: sum <G(E1(b), E2(a)) - "
                                       "G(E1(b), 0), a - clean a> / sum |a - clean a|^2 (1: all of it)"),
-    "transfer/pixel_classifier_accuracy": reference("the ceiling: the pixel classifier's accuracy on clean "
-                                                    "test images", "higher"),
+    "transfer/pixel_classifier_accuracy": reference("the ceiling: the pixel classifier's (fitted on both "
+                                                    "domains' images) accuracy on both domains' test images",
+                                                    "higher"),
     "transfer/class_kept": higher("transfers whose content class the pixel classifier still reads"),
     "transfer/class_kept_exact": reference("the transfers' ceiling: the pixel classifier on the exact composites "
-                                           "b + (a - clean a) (the added attribute moves its answer too)", "higher"),
+                                           "b + (a - clean a), what a perfect transfer scores", "higher"),
     "transfer/class_kept_removal": higher("removals whose content class the pixel classifier still reads"),
 })
 def transfer_metrics(ctx: EvalContext) -> dict[str, float]:
