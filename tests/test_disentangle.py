@@ -402,19 +402,17 @@ def test_pixel_classifier_reads_the_content_of_exact_composites(kind):
     the test images themselves (>= 0.9 x the ceiling). The former classifier, fitted on clean pixels only,
     read the added attribute as content: on the digits base it kept the class of 6-10% of the composites."""
     from nonvae.data.attributes import AttributesData, attribute_sets
-    from nonvae.evaluate.transfer import PIXEL_FIT, pixel_classifier
+    from nonvae.evaluate.transfer import PIXEL_FIT, exact_composites, pixel_classifier
 
     cfg = AttributesData(name="attributes", base="digits", attribute=kind, image_size=32, channels=1,
                          test_limit=200)
     train_set, test_set = attribute_sets(cfg, seed=0)
     clf = pixel_classifier(train_set, PIXEL_FIT)
-    test = test_set.batch(torch.arange(len(test_set)))
+    index = torch.arange(len(test_set))
+    test = test_set.batch(index)
     y = test["y"].numpy()
     ceiling = np.mean(clf.predict(test["x"].flatten(1).numpy()) == y)
-    is_a = test["domain"] > 0.5
-    pos_a, pos_b = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
-    donors = pos_a[torch.arange(len(pos_b)) % len(pos_a)]
-    exact = test["clean"][pos_b] + (test["x"][donors] - test["clean"][donors])
+    exact, pos_b, _ = exact_composites(test_set, index)
     kept = np.mean(clf.predict(exact.flatten(1).numpy()) == y[pos_b.numpy()])
     assert ceiling > 0.8
     assert kept >= 0.9 * ceiling, (kept, ceiling)

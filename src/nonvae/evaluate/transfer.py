@@ -130,11 +130,24 @@ def _pixel_classifier(images: np.ndarray, labels: np.ndarray):
     return clf
 
 
-def pixel_classifier(fit_set: ImageSet, n: int | None = PIXEL_FIT):
+def pixel_classifier(fit_set: ImageSet, n: int | None = PIXEL_FIT, images: str = "x"):
     """The class_kept classifier: fitted on up to n images of ``fit_set``, half per domain, as they are
-    (attribute included for domain A), so that it reads the content, not the attribute."""
+    (``images`` 'x': attribute included for domain A), so that it reads the content, not the attribute.
+    ``images`` 'clean' fits the former classifier (clean pixels only), kept for the comparison in
+    benchmarks/disentangle.py --pixel-classifier."""
     batch = fit_set.batch(_balanced(fit_set.extras["domain"], n))
-    return _pixel_classifier(batch["x"].flatten(1).numpy(), batch["y"].long().numpy())
+    return _pixel_classifier(batch[images].flatten(1).numpy(), batch["y"].long().numpy())
+
+
+def exact_composites(test_set: ImageSet, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(composites b + (a - clean a), b positions in ``index``, donor positions) for every B image of
+    ``test_set[index]`` with the A donors in turn: what a perfect transfer decodes."""
+    batch = test_set.batch(index)
+    is_a = batch["domain"] > 0.5
+    pos_a, pos_b = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
+    donors = pos_a[torch.arange(len(pos_b)) % len(pos_a)]
+    exact = batch["clean"][pos_b] + (batch["x"][donors] - batch["clean"][donors])
+    return exact, pos_b, donors
 
 
 def attribute_gain(added: torch.Tensor, base: torch.Tensor, expected: torch.Tensor) -> float:
