@@ -84,6 +84,7 @@ class AcaiPort:
         self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr)
         self.weight, self.gamma = weight, gamma
+        self.last: dict[str, float] = {}  # the step's loss terms (checked against nonvae's in the tests)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).flatten(1).mean(1)
@@ -96,7 +97,8 @@ class AcaiPort:
         a = alpha.view(-1, 1, 1, 1)
         mixed = self.decoder(a * z + (1 - a) * z.flip(0))
         self.critic.requires_grad_(False)
-        loss_ae = F.mse_loss(recon, x) + self.weight * self.score(mixed).pow(2).mean()
+        terms = {"recon": F.mse_loss(recon, x), "fool": self.weight * self.score(mixed).pow(2).mean()}
+        loss_ae = terms["recon"] + terms["fool"]
         self.opt_ae.zero_grad()
         loss_ae.backward()
         self.opt_ae.step()
@@ -106,59 +108,112 @@ class AcaiPort:
         self.opt_critic.zero_grad()
         loss_critic.backward()
         self.opt_critic.step()
+        self.last = {**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss_ae.detach()),
+                     "critic": float(loss_critic.detach())}
         return float(loss_ae)
 
 
+class GlobalCode(nn.Module):
+    """E2 as a global vector: the conv encoder's grid, a linear map to ``dim`` numbers, a linear map back."""
+
+    def __init__(self, encoder: nn.Module, dim: int, grid: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dim, self.grid = dim, grid
+        self.pool = nn.Linear(dim * grid * grid, dim, bias=False)
+        self.spread = nn.Linear(dim, dim * grid * grid, bias=False)
+        nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spread(self.pool(self.encoder(x).flatten(1))).view(len(x), self.dim, self.grid, self.grid)
+
+
 class DisentanglePort:
-    """Content disentanglement (Press et al. 2019): E1, E2, one decoder, an MLP on E1's code."""
+    """Content disentanglement (Press et al. 2019): E1, E2, one decoder, an MLP on E1's code.
+
+    ``disc_steps`` discriminator updates per step on the same detached codes; ``zero_b`` x mean E2(b)^2 over the
+    domain-B images; ``attribute_cycle`` x mean (E2(G(E1(b), E2(a))) - E2(a))^2 over min(#A, #B) pairs (the
+    translation decoded and encoded again, target detached): Benaim et al. (ICCV 2019), as the shipped
+    attributes config trains. ``last`` holds the step's loss terms (checked against nonvae's in the tests).
+    """
 
     def __init__(self, e1: nn.Module, e2: nn.Module, decoder: nn.Module, content_features: int, hidden: int,
-                 lr: float, weight: float, target: float | None, clip: float = 5.0) -> None:
+                 lr: float, weight: float, target: float | None, clip: float = 5.0, disc_steps: int = 1,
+                 zero_b: float = 0.0, attribute_cycle: float = 0.0) -> None:
         self.e1, self.e2, self.decoder = e1, e2, decoder
         self.disc = nn.Sequential(nn.Linear(content_features, hidden), nn.LeakyReLU(LEAK), nn.Linear(hidden, 1))
         ae_params = [*e1.parameters(), *e2.parameters(), *decoder.parameters()]
         self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=(0.5, 0.999))
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
         self.weight, self.target, self.clip = weight, target, clip
+        self.disc_steps, self.zero_b, self.attribute_cycle = disc_steps, zero_b, attribute_cycle
+        self.last: dict[str, float] = {}
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         x, domain = batch["x"], batch["domain"]
+        is_a = domain > 0.5
         content = self.e1(x)
-        attribute = self.e2(x) * domain.view(-1, 1, 1, 1)
+        raw = self.e2(x)
+        attribute = raw * domain.view(-1, 1, 1, 1)
         recon = self.decoder(torch.cat([content, attribute], 1))
         self.disc.requires_grad_(False)
         logits = self.disc(content.flatten(1)).squeeze(1)
         target = torch.full_like(logits, 0.5 if self.target is None else self.target)
-        loss_ae = F.mse_loss(recon, x) + self.weight * F.binary_cross_entropy_with_logits(logits, target)
+        terms = {"recon": F.mse_loss(recon, x),
+                 "adv": self.weight * F.binary_cross_entropy_with_logits(logits, target)}
+        if self.zero_b > 0:
+            terms["zero_b"] = self.zero_b * raw[~is_a].pow(2).mean()
+        if self.attribute_cycle > 0:  # b's content with a's attribute, decoded, then encoded by E2 again
+            ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
+            n = min(len(ia), len(ib))
+            ia, ib = ia[:n], ib[:n]
+            donor = attribute[ia]
+            translation = self.decoder(torch.cat([content[ib], donor], 1))
+            terms["attribute_cycle"] = self.attribute_cycle * (self.e2(translation) - donor.detach()).pow(2).mean()
+        loss_ae = sum(terms.values())
         self.opt_ae.zero_grad()
         loss_ae.backward()
         nn.utils.clip_grad_norm_([p for g in self.opt_ae.param_groups for p in g["params"]], self.clip)
         self.opt_ae.step()
         self.disc.requires_grad_(True)
-        logits = self.disc(content.detach().flatten(1)).squeeze(1)
-        is_a = domain > 0.5
-        loss_disc = F.binary_cross_entropy_with_logits(logits[is_a], domain[is_a]) + \
-            F.binary_cross_entropy_with_logits(logits[~is_a], domain[~is_a])
-        self.opt_disc.zero_grad()
-        loss_disc.backward()
-        nn.utils.clip_grad_norm_(self.disc.parameters(), self.clip)
-        self.opt_disc.step()
+        codes = content.detach().flatten(1)
+        for _ in range(self.disc_steps):
+            logits = self.disc(codes).squeeze(1)
+            loss_disc = F.binary_cross_entropy_with_logits(logits[is_a], domain[is_a]) + \
+                F.binary_cross_entropy_with_logits(logits[~is_a], domain[~is_a])
+            self.opt_disc.zero_grad()
+            loss_disc.backward()
+            nn.utils.clip_grad_norm_(self.disc.parameters(), self.clip)
+            self.opt_disc.step()
+        self.last = {**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss_ae.detach()),
+                     "disc": float(loss_disc.detach())}
         return float(loss_ae)
 
 
-def build_port(config: str, size: int):
-    """The port of one benchmarked config (dataset/method), at ``size`` px."""
+# the shipped attributes recipe's extra work per step (configs/attributes/disentangle.yaml), and Press et al.'s
+# loss alone (one discriminator update, no extra terms)
+RECIPES = {"shipped": {"disc_steps": 5, "zero_b": 1.0, "attribute_cycle": 1.0},
+           "official": {"disc_steps": 1, "zero_b": 0.0, "attribute_cycle": 0.0}}
+
+
+def build_port(config: str, size: int, recipe: str = "shipped"):
+    """The port of one benchmarked config (dataset/method) at ``size`` px, with the networks of the shipped config.
+
+    ``recipe`` (attributes/disentangle): 'shipped' trains as the config does (5 discriminator updates, zero_b,
+    attribute_cycle), 'official' Press et al.'s loss only.
+    """
     if config == "lines/acai":
         return AcaiPort(1, size, width=16, latent_width=2, latent=16, lr=1e-4)
-    if config == "attributes/disentangle":  # 32 px: ACAI convs, width 8, 4x4 latent, 16 + 4 channels
+    if config == "attributes/disentangle":  # 32 px: ACAI convs, width 8, 4x4 latent, 16 + 4 channels, global E2
         scales = int(math.log2(size // 4))
-        e1, e2 = acai_encoder(1, 8, scales, 16), acai_encoder(1, 8, scales, 4)
-        return DisentanglePort(e1, e2, acai_decoder(1, 8, scales, 20), 16 * 16, 256, 2e-4, 0.03, None)
-    if config == "celeba/disentangle":  # Press et al.'s official networks: 128 px -> 2x2, E1 487 + E2 25
+        e1, e2 = acai_encoder(1, 8, scales, 16), GlobalCode(acai_encoder(1, 8, scales, 4), 4, 4)
+        return DisentanglePort(e1, e2, acai_decoder(1, 8, scales, 20), 16 * 16, 256, 2e-4, 0.1, None,
+                               **RECIPES[recipe])
+    if config == "celeba/disentangle":  # Press et al.'s official networks: 128 px -> 2x2, E1 487 + E2 25 (global)
         levels = int(math.log2(size // 2))
         w = 32
         e1 = press_encoder(3, [min(w << i, w * 8) for i in range(levels - 2)] + [487, 487])
-        e2 = press_encoder(3, [min(w << i, w * 4) for i in range(levels - 1)] + [25])
+        e2 = GlobalCode(press_encoder(3, [min(w << i, w * 4) for i in range(levels - 1)] + [25]), 25, 2)
         decoder = press_decoder(3, 512, [w << (levels - 2 - j) for j in range(levels - 1)])
         return DisentanglePort(e1, e2, decoder, 487 * 4, 512, 2e-4, 0.001, 0.0)
     raise ValueError(f"no port of {config}")
