@@ -162,3 +162,30 @@ def test_acai_shared_critic_forward_gives_the_same_step(tmp_path, tiny_lines, pr
     for k, g in grads[True].items():
         scale = float(grads[False][k].abs().max()) + 1e-12
         assert float((g - grads[False][k]).abs().max()) <= tol * scale, k
+
+
+@pytest.mark.parametrize("halves,e1_calls,e2_calls", [({"attribute_cycle": 1.0}, 1, 2), ({"content_cycle": 1.0}, 2, 1),
+                                                      ({"cycle": 1.0}, 2, 2)])
+def test_cycle_reencodes_only_the_parts_its_terms_read(tiny_lines, halves, e1_calls, e2_calls):
+    """One half of regularizers.domain's cycle re-encodes the translations with that half's encoder only (the
+    other half's channels are zero and unread); the terms equal those of a full re-encode."""
+    from nonvae.methods import build_method
+
+    sets = {f"regularizers.domain.{k}": v for k, v in halves.items()}
+    cfg = tiny_lines("configs/attributes/disentangle.yaml", **{"data.image_size": 16, "model.latent_width": 4,
+                                                                "regularizers.domain.attribute_cycle": 0.0, **sets})
+    torch.manual_seed(0)
+    method = build_method(cfg, (1, 16, 16)).train()
+    calls = {"e1": 0, "e2": 0}
+    method.autoencoder.content_encoder.register_forward_hook(lambda *a: calls.__setitem__("e1", calls["e1"] + 1))
+    method.autoencoder.attribute_encoder.register_forward_hook(lambda *a: calls.__setitem__("e2", calls["e2"] + 1))
+    batch = {"x": torch.rand(8, 1, 16, 16) * 2 - 1, "domain": torch.cat([torch.ones(4), torch.zeros(4)])}
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    logs = method.train_step(batch, 0, method.build_optimizers())
+    assert (calls["e1"], calls["e2"]) == (e1_calls, e2_calls)
+    method.load_state_dict(state)
+    for reg in method.regularizers.values():
+        reg.reencode_parts = None  # the full re-encode
+    full = method.train_step(batch, 0, method.build_optimizers())
+    terms = [k for k in logs if "cycle" in k]
+    assert terms and all(logs[k] == pytest.approx(full[k], rel=1e-5) for k in terms)

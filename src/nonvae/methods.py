@@ -150,6 +150,8 @@ class Method(nn.Module):
                 return torch.cat(codes) if codes else None
 
             code_fn.reencode = any(reg.reencode for reg in self.regularizers.values())  # type: ignore[attr-defined]
+            parts = [reg.reencode_parts for reg in self.regularizers.values() if reg.reencode]
+            code_fn.reencode_parts = None if any(p is None for p in parts) else frozenset().union(*parts)  # type: ignore[attr-defined]
 
             with self.autocast():
                 out_all = call(AUTOENCODER, x_all, domain_all, code_fn)

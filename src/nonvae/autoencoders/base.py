@@ -91,8 +91,12 @@ class Backbone(nn.Module):
         out["extra"] = decoded[len(z):]
         if extra is not None and getattr(extra_codes, "reencode", False):
             # codes of the decoded extra codes, unmasked (cycle terms), in this same forward
-            out["extra_codes"] = self._encode(out["extra"], None)["z"]
+            out["extra_codes"] = self._reencode(out["extra"], getattr(extra_codes, "reencode_parts", None))
         return out
+
+    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None) -> torch.Tensor:
+        """Codes of decoded images for cycle terms; a backbone with parts may compute only ``parts`` (None: all)."""
+        return self._encode(x, None)["z"]
 
 
 @dataclass

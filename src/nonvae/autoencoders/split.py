@@ -129,6 +129,18 @@ class SplitAutoencoder(Backbone):
         return {"z": self.combine(content, attribute), "content": content, "attribute": attribute,
                 "attribute_raw": raw}
 
+    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None) -> torch.Tensor:
+        """Only the encoders of ``parts`` run; the channels of the other part are zero."""
+        if parts is None or parts >= {"content", "attribute"}:
+            return super()._reencode(x, parts)
+        if "attribute" in parts:
+            attribute = self.attribute_encoder(x)
+            content = attribute.new_zeros(len(x), self.content_channels, *attribute.shape[2:])
+        else:
+            content = self.content_encoder(x)
+            attribute = content.new_zeros(len(x), self.attribute_channels, *content.shape[2:])
+        return self.combine(content, attribute)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 

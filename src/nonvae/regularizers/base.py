@@ -57,6 +57,9 @@ class Regularizer(nn.Module):
 
     name: str = "regularizer"  # set by @register_regularizer: the config section's name
     reencode: bool = False  # true: the backbone also encodes what extra_codes decoded (view.reencoded)
+    # with reencode, on a split backbone: the parts of those codes the terms read ({'content'}, {'attribute'}); the
+    # encoders of the others are not run and their channels are zero (None: all)
+    reencode_parts: frozenset[str] | None = None
     # true: when the method gives it an entry in view.shared (one adversary update per step), ``loss`` runs its
     # adversary with the adversary's parameters trainable and leaves the outputs there for ``adversary_step``
     # (the method then backpropagates each player's loss into its own parameters only, keeping the graph for

@@ -132,6 +132,9 @@ class DomainInvariance(Regularizer):
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
         self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0
+        # one half of the cycle alone: the translations need only that encoder (the other half is not computed)
+        self.reencode_parts = None if cfg.cycle > 0 else frozenset(
+            part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle)) if w > 0)
         self.adversary_steps = int(cfg.disc_steps)
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
