@@ -151,3 +151,42 @@ def test_lr_schedule_resumes_exactly(tmp_path, tiny_lines, monkeypatch):
     # the schedule changed the training (this test could not pass with the schedule ignored)
     a, b = weights(tmp_path / "full"), weights(tmp_path / "constant")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ema_resumes_exactly_and_is_the_evaluated_model(tmp_path, tiny_lines, monkeypatch):
+    """train.ema: the average is checkpointed, resumes bit-identically, and is what load() and the trainer give."""
+    from nonvae.pipeline import load
+
+    ema = {"train.steps": 6, "train.ema": 0.9}
+    full = train(tiny_lines("configs/lines/acai.yaml", **ema), tmp_path / "full")
+    latest = tmp_path / "full" / "checkpoints" / "latest"
+    assert (latest / "autoencoder_ema.safetensors").is_file()
+    raw, avg = weights(tmp_path / "full"), weights(tmp_path / "full", "autoencoder_ema")
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw)  # the average is not the last weights
+    # after fit() the trainer's model and nonvae.load hold the average, not the raw weights
+    for model in (full.method.backbone, load(tmp_path / "full").backbone):
+        got = {k: v.contiguous() for k, v in model.state_dict().items()}
+        assert_same({k: v.contiguous() for k, v in avg.items()}, got)
+
+    from nonvae.export import export
+
+    export(tmp_path / "full", tmp_path / "exported", inference_only=True, samples=0)
+    assert_same(avg, load_file(str(tmp_path / "exported" / "model.safetensors")))
+
+    original = Trainer._set_lr
+
+    def interrupt_at_3(self, step):
+        if step == 3:
+            self._stop_signal = 2
+        original(self, step)
+
+    monkeypatch.setattr(Trainer, "_set_lr", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_lines("configs/lines/acai.yaml", **ema), tmp_path / "split")
+    monkeypatch.setattr(Trainer, "_set_lr", original)
+    train(tiny_lines("configs/lines/acai.yaml", **ema), tmp_path / "split")
+    for player in ("autoencoder", "critic", "autoencoder_ema"):
+        assert_same(weights(tmp_path / "full", player), weights(tmp_path / "split", player))
+    # the training itself is untouched by the average
+    train(tiny_lines("configs/lines/acai.yaml", **{"train.steps": 6}), tmp_path / "plain")
+    assert_same(weights(tmp_path / "plain"), raw)

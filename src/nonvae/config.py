@@ -114,6 +114,10 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     lr_warmup_steps: int = non_negative(0)
     grad_clip: float | None = positive(None)
+    # exponential moving average of the autoencoder's weights (decay per step, e.g. 0.999; None: off). The average
+    # is checkpointed beside the weights (autoencoder_ema.safetensors) and is what samples, evaluations,
+    # nonvae.load and export use; training itself continues from the raw weights
+    ema: float | None = setting(None, gt=0, lt=1)
     log_every: int = positive(50)
     eval_every: int = positive(5000)
     sample_every: int = positive(1000)

@@ -22,7 +22,7 @@ from nonvae.data.base import to_uint8
 from nonvae.errors import ConfigError, NonvaeError
 from nonvae.methods import AUTOENCODER
 from nonvae.pipeline import checkpoint_dir_of, config_of
-from nonvae.rundir import RunDir, weights_name
+from nonvae.rundir import AUTOENCODER_EMA, RunDir, weights_name
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,10 @@ def _write(run_dir: Path, out: Path, cfg, ckpt: Path, state: dict, players: list
     cfg = _pin_attribute_base(cfg)
     for name in players:
         target = dst.model_weights if name == AUTOENCODER else out / weights_name(name)
-        write_weights(load_tensors(weights_file(ckpt, name)), target, half)
+        source = name
+        if name == AUTOENCODER and cfg.train.ema is not None and AUTOENCODER_EMA in state.get("players", []):
+            source = AUTOENCODER_EMA  # train.ema: the model is the weight average (what was evaluated)
+        write_weights(load_tensors(weights_file(ckpt, source)), target, half)
     from nonvae.model import Autoencoder
 
     model = Autoencoder(cfg)  # the inference model alone knows the latent shape (no adversaries built)

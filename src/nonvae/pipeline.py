@@ -28,7 +28,7 @@ from nonvae.latent import (  # noqa: F401  (the Python API: nonvae.interpolate, 
 )
 from nonvae.methods import AUTOENCODER, Method, build_method
 from nonvae.resources import model_path
-from nonvae.rundir import RunDir
+from nonvae.rundir import AUTOENCODER_EMA, RunDir, weights_name
 
 
 def image_shape_of(cfg: Config) -> tuple[int, int, int]:
@@ -59,6 +59,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", with_adversaries:
     players = method.players() if with_adversaries else {AUTOENCODER: method.backbone}
     for name, module in players.items():
         load_weights(module, weights_file(ckpt, name), name)
+    if cfg.train.ema is not None and (ckpt / weights_name(AUTOENCODER_EMA)).is_file():
+        # a run trained with train.ema: the model is the weight average (what its evaluations measured)
+        load_weights(method.backbone, weights_file(ckpt, AUTOENCODER_EMA), AUTOENCODER_EMA)
     method.run_dir = Path(path)  # type: ignore[attr-defined]
     return method.to(device).eval()
 

@@ -23,6 +23,7 @@ from typing import Any
 from nonvae.errors import CheckpointError
 
 AUTOENCODER = "autoencoder"  # the player every model has (methods.py names the others)
+AUTOENCODER_EMA = "autoencoder_ema"  # its weights' moving average (train.ema), checkpointed like a player
 
 
 def weights_name(player: str) -> str:

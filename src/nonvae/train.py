@@ -32,7 +32,7 @@ from nonvae.errors import ConfigError, NonvaeError, TrainingError
 from nonvae.hooks import Hook, default_hooks
 from nonvae.limits import check_training_memory
 from nonvae.methods import AUTOENCODER, Method, NonFiniteError, build_method
-from nonvae.rundir import RunDir
+from nonvae.rundir import AUTOENCODER_EMA, RunDir
 from nonvae.threads import ThreadPolicy, keep_freed_memory, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -395,6 +395,10 @@ class Trainer:
         self.optimizers = self.method.build_optimizers()
         # each group's configured lr, which train.lr_schedule scales step by step
         self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
+        # train.ema: the autoencoder's weight average (not a player: no optimizer, no DDP; rank 0 saves it)
+        self.ema: torch.nn.Module | None = None
+        if cfg.train.ema is not None:
+            self.ema = copy.deepcopy(self.method.backbone).requires_grad_(False)
         self.callers = self._wrap_players()
         self.step = 0
         self.log = MetricsLog(self.run, self.dist.is_main, cfg.train.tensorboard)
@@ -452,6 +456,35 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run.checkpoints
 
+    def _saved_modules(self) -> dict[str, torch.nn.Module]:
+        """What a checkpoint holds: every player, and the weight average under train.ema."""
+        players = self.method.players()
+        return players if self.ema is None else {**players, AUTOENCODER_EMA: self.ema}
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        """ema <- d ema + (1 - d) weights, d = min(train.ema, (1 + step) / (10 + step)) (a short average early on)."""
+        decay = min(self.cfg.train.ema, (1 + step) / (10 + step))
+        avg, live = self.ema.state_dict(), self.method.backbone.state_dict()
+        floats = [k for k, v in avg.items() if v.is_floating_point()]
+        torch._foreach_lerp_([avg[k] for k in floats], [live[k] for k in floats], 1.0 - decay)
+        for k, v in avg.items():
+            if not v.is_floating_point():
+                v.copy_(live[k])
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within: the autoencoder holds the train.ema average (nothing changes without train.ema)."""
+        if self.ema is None:
+            yield
+            return
+        live = {k: v.clone() for k, v in self.method.backbone.state_dict().items()}
+        self.method.backbone.load_state_dict(self.ema.state_dict())
+        try:
+            yield
+        finally:
+            self.method.backbone.load_state_dict(live)
+
     def save(self) -> Path | None:
         """Checkpoint this step; a write failure (disk full...) leaves ``latest`` on the previous one.
 
@@ -462,7 +495,7 @@ class Trainer:
         if self.dist.is_main:
             try:
                 path = save_checkpoint(
-                    self.ckpt_dir, self.step, self.method.players(), self.optimizers,
+                    self.ckpt_dir, self.step, self._saved_modules(), self.optimizers,
                     {"seed": self.cfg.seed, "world_size": self.dist.world,
                      "batch_size": self.cfg.train.batch_size},
                     keep=self.cfg.train.keep_checkpoints,
@@ -492,7 +525,7 @@ class Trainer:
                 for group, old in zip(opt.param_groups, (saved.get(name) or {}).get("param_groups") or [],
                                       strict=False):
                     group.update({k: old[k] for k in keys[1:] if k in old and k in group})
-            state = load_checkpoint(latest, self.method.players(), self.optimizers,
+            state = load_checkpoint(latest, self._saved_modules(), self.optimizers,
                                     self.method.updates_per_step())
             for name, opt in self.optimizers.items():  # the config, not the checkpoint, sets lr and kernel
                 for group, conf in zip(opt.param_groups, configured[name], strict=True):
@@ -532,6 +565,8 @@ class Trainer:
             load_checkpoint(src, {n: m for n, m in players.items() if n in available})
             if self.dist.is_main:
                 log.info("initialised %s from %s", sorted(available & set(players)), src)
+            if self.ema is not None:  # the average starts from the initial weights
+                self.ema.load_state_dict(self.method.backbone.state_dict())
 
     def write_config(self) -> None:
         if not self.dist.is_main:
@@ -625,6 +660,8 @@ class Trainer:
                                 "Lower train.lr, set train.grad_clip, or train.nonfinite=skip"
                             ) from None
                         self.log.write(step, {"skipped": 1.0, "reason": str(exc)}, kind="nonfinite")
+                    if self.ema is not None and logs is not None:
+                        self._update_ema(step)
                     self.step += 1
                     if bar is not None:
                         bar.update(1)
@@ -643,9 +680,11 @@ class Trainer:
                     if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                         self.save()
                     if self.step % t.sample_every == 0 or self.step == t.steps:
-                        self.emit("sample")
+                        with self.averaged_weights():
+                            self.emit("sample")
                     if self.step % t.eval_every == 0 and self.step < t.steps:
-                        self.emit("eval")
+                        with self.averaged_weights():
+                            self.emit("eval")
         except OSError as exc:  # disk full / I/O error writing metrics or samples: one clear line
             raise TrainingError(
                 f"{exc.filename or self.run_dir}: {exc.strerror or exc}; {self._last_good()}. {what_to_do(exc)}"
@@ -663,6 +702,8 @@ class Trainer:
                 if not failing:
                     raise TrainingError(f"{exc.filename or self.run_dir / 'tensorboard'}: {exc.strerror or exc}; "
                                         f"{self._last_good()}. {what_to_do(exc)}") from None
+        if self.ema is not None:  # from here on the method is the averaged model (as nonvae.load gives it)
+            self.method.backbone.load_state_dict(self.ema.state_dict())
         self.emit("end")
         self.dist.barrier()
         return last_logs
