@@ -112,19 +112,16 @@ class Method(nn.Module):
         players = self.players()
         call = call or (lambda name, *a, **k: players[name](*a, **k))
         adversaries = [m for n, m in players.items() if n != AUTOENCODER]
-        # adversaries whose forward in the autoencoder's loss is reused by their own update (reg.shares_forward):
-        # they stay trainable there, and each update then backpropagates into its own player's parameters only
-        # (one update per step only: a second would find the critic's weights changed under the graph)
+        # regularizers whose adversary update reuses what its forward in the autoencoder's loss computed
+        # (reg.shares_forward; one update per step only: a second would see changed adversary weights)
         sharing = [name for name, reg in self.regularizers.items()
                    if reg.shares_forward and getattr(reg, "adversary_steps", 1) == 1]
-        shared = {n for name in sharing for n in self.regularizers[name].players()}
         x = batch["x"]
         domain = batch.get("domain")
 
         # 1) autoencoder: adversaries frozen
-        for n, m in players.items():
-            if n != AUTOENCODER and n not in shared:
-                m.requires_grad_(False)
+        for m in adversaries:
+            m.requires_grad_(False)
         try:
             inputs, domains, extra_in, sizes = [x], [domain], {}, []
             for name, reg in self.regularizers.items():
@@ -174,7 +171,7 @@ class Method(nn.Module):
                     losses.update(reg.loss(view))
             total = sum(losses.values())
             self._check(losses, step)
-            self._update(AUTOENCODER, total, optimizers, step, own_only=bool(shared), keep_graph=bool(shared))
+            self._update(AUTOENCODER, total, optimizers, step)
         finally:
             for m in adversaries:
                 m.requires_grad_(True)
@@ -196,7 +193,7 @@ class Method(nn.Module):
                     player_losses = {k: v for k, v in adv.items() if k in players}
                     self._check(player_losses, step)
                     for name, loss in player_losses.items():
-                        self._update(name, loss, optimizers, step, own_only=name in shared)
+                        self._update(name, loss, optimizers, step)
                 logs.update({k: float(v.detach()) for k, v in adv.items()})
         return logs
 
@@ -211,17 +208,10 @@ class Method(nn.Module):
                 raise NonFiniteError("loss on another rank", step, float("nan"))
             raise NonFiniteError(f"loss '{bad[0]}'", step, float(losses[bad[0]].detach()))
 
-    def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int, own_only: bool = False,
-                keep_graph: bool = False) -> None:
-        """Backpropagate ``loss`` (into this player's parameters only with ``own_only``: the graph also reaches
-        other players' trainable parameters) and step the player's optimizer."""
+    def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int) -> None:
         opt = optimizers[name]
         opt.zero_grad(set_to_none=True)
-        if own_only:
-            own = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
-            loss.backward(inputs=own, retain_graph=keep_graph)
-        else:
-            loss.backward(retain_graph=keep_graph)
+        loss.backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         clip = self._clip_for(name)
         if clip is not None:

@@ -37,9 +37,48 @@ class AcaiConfig:
     # the critic's forwards: 'train' as train.precision; 'bf16' under bf16 autocast whatever train.precision
     # (an fp32 lines/ACAI step 1.26x faster in CPU time on AVX512-BF16; opt-in: its quality is unmeasured)
     critic_precision: Literal["train", "bf16"] = "train"
-    # the critic update reuses the critic's forward on the decoded interpolants from the autoencoder step (same
-    # critic weights, same images: the same scores) instead of running it again; off under DDP (the trainer)
+    # the critic update reuses the critic's forward on the decoded interpolants and its input-gradient pass from
+    # the autoencoder step (same critic weights, same images: the same scores and, per image, gradients that differ
+    # only by a factor) instead of running them again; off under DDP (the trainer)
     share_forward: bool = True
+
+
+class _Upstream:
+    """Per-sample gradients of the autoencoder's loss at the critic's scores, handed from its output to its input."""
+
+    u: torch.Tensor | None = None
+
+
+class _UnitScores(torch.autograd.Function):
+    """Identity on the critic's scores; backward sends ones into the critic and keeps the real gradient.
+
+    Each score depends on its own image only (no normalisation across the batch), so the gradient of any
+    per-sample weighting of the scores is that weighting times the gradient of the unit one at every layer.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, up: _Upstream) -> torch.Tensor:
+        ctx.up = up
+        return scores.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        ctx.up.u = grad
+        return torch.ones_like(grad), None
+
+
+class _ScaleInput(torch.autograd.Function):
+    """Identity on the critic's input; backward scales each image's unit gradient by its score's real gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, up: _Upstream) -> torch.Tensor:
+        ctx.up = up
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u = ctx.up.u
+        return grad * u.view(-1, *([1] * (grad.ndim - 1))).to(grad.dtype), None
 
 
 def fold_alpha(u: torch.Tensor) -> torch.Tensor:
@@ -78,13 +117,62 @@ class AdversarialInterpolation(Regularizer):
         return a * z + (1 - a) * z.flip(0)
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
-        # the raw module: frozen here unless shares_forward (then the method backpropagates this loss into the
-        # autoencoder only, and adversary_step reuses the scores with their graph into the critic's weights)
-        with self._critic_precision(view.x):
-            score = self.critic(view.decoded[self.name])
-        if self.name in view.shared:  # the method keeps the critic trainable here (shares_forward)
-            view.shared[self.name]["mixed_scores"] = score
+        # the critic is frozen here (the method turns its grads off); call the raw module
+        mixed = view.decoded[self.name]
+        shared = view.shared.get(self.name)
+        if shared is None:
+            with self._critic_precision(view.x):
+                score = self.critic(mixed)
+        else:  # shares_forward: keep what the critic's own update needs from this forward and its backward
+            score = self._shared_forward(mixed, view.x, shared)
         return {f"{self.name}/fool": self.weight_at(view.step) * score.float().pow(2).mean()}
+
+    def _shared_forward(self, mixed: torch.Tensor, x: torch.Tensor, shared: dict) -> torch.Tensor:
+        """The critic on the interpolants, recording each conv's input and (in the autoencoder's backward) the
+        gradient of the unit scores at its output: the critic's update then needs only the weight gradients.
+
+        The autoencoder's backward runs the critic's input-gradient pass with ones at the scores
+        (``_UnitScores``) and scales the result per image at the critic's input (``_ScaleInput``): the same
+        gradient for the autoencoder, and per layer the unit gradient that any per-image weighting of the
+        scores (the critic's own loss) multiplies.
+        """
+        up = _Upstream()
+        records: list[list] = []
+
+        def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            record = [module, inputs[0], None]
+            records.append(record)
+            if output.requires_grad:
+                output.register_hook(lambda g, record=record: record.__setitem__(2, g))
+
+        convs = [m for m in self.critic.modules() if isinstance(m, nn.Conv2d)]
+        handles = [m.register_forward_hook(keep) for m in convs]
+        try:
+            with self._critic_precision(x):
+                score = _UnitScores.apply(self.critic(_ScaleInput.apply(mixed, up)), up)
+        finally:
+            for h in handles:
+                h.remove()
+        shared["mixed_scores"] = score.detach()
+        shared["convs"] = records
+        return score
+
+    def _shared_weight_grads(self, shared: dict, weights: torch.Tensor) -> torch.Tensor:
+        """A surrogate whose gradient for the critic's weights is that of sum_i weights_i x score_i over the
+        interpolants, from the recorded conv inputs and unit output gradients (one weight-gradient pass)."""
+        surrogate = weights.new_zeros(())
+        for module, inp, unit in shared["convs"]:
+            bias = module.bias
+            with torch.no_grad():  # constants of the surrogate (no path back into the critic's forward)
+                grad_out = unit * weights.view(-1, *([1] * (unit.ndim - 1))).to(unit.dtype)
+                _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                    grad_out, inp.to(grad_out.dtype), module.weight.to(grad_out.dtype),
+                    None if bias is None else [bias.shape[0]], module.stride, module.padding, module.dilation,
+                    False, [0, 0], module.groups, [False, True, bias is not None])
+            surrogate = surrogate + (module.weight * grad_w.to(module.weight.dtype)).sum()
+            if bias is not None:
+                surrogate = surrogate + (bias * grad_b.to(bias.dtype)).sum()
+        return surrogate
 
     def _critic_precision(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
         if self.cfg.critic_precision == "bf16":
@@ -102,8 +190,10 @@ class AdversarialInterpolation(Regularizer):
         alpha = view.state[self.name]["alpha"]
         real_mix = self.cfg.gamma * view.x + (1 - self.cfg.gamma) * view.out["recon"]
         shared = view.shared.get(self.name)
+        if shared and any(unit is None for _, _, unit in shared["convs"]):
+            shared = None  # the autoencoder's backward did not run through the critic: compute it here
         with self._critic_precision(view.x):
-            if shared:  # the scores of `mixed` from the autoencoder step, graph into the critic
+            if shared:  # the interpolants' scores and unit gradients from the autoencoder step
                 mixed_scores = shared["mixed_scores"].float()
                 real_scores = call("critic", real_mix.to(mixed.dtype)).float()
             else:  # one critic forward over both inputs (cheaper than two)
@@ -112,4 +202,7 @@ class AdversarialInterpolation(Regularizer):
         loss_alpha = (mixed_scores - alpha).pow(2).mean()
         loss_real = real_scores.pow(2).mean()
         loss = loss_alpha + loss_real
+        if shared:  # d loss_alpha / d score_i = 2 (score_i - alpha_i) / n, applied through the recorded layers
+            surrogate = self._shared_weight_grads(shared, 2 * (mixed_scores - alpha) / len(mixed_scores))
+            loss = loss + (surrogate - surrogate.detach())
         return {"critic": loss, "critic/alpha": loss_alpha.detach(), "critic/real": loss_real.detach()}

@@ -35,9 +35,8 @@ class StepView:
     state: dict[str, dict] = field(default_factory=dict)  # per regularizer: what extra_codes drew
     step: int = 0
     reencoded: dict[str, torch.Tensor] = field(default_factory=dict)  # per regularizer: codes of `decoded`
-    # per regularizer: adversary outputs of the autoencoder step that keep their graph (and their adversary's
-    # parameters) for the adversary's own update, so it need not run that forward again (``shares_forward``);
-    # ``detached()`` passes them through as they are
+    # per regularizer with ``shares_forward``: what its adversary's forward (and backward) in the autoencoder step
+    # left for the adversary's own update, so it need not run them again; ``detached()`` passes it through as is
     shared: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def detached(self) -> StepView:
@@ -60,10 +59,9 @@ class Regularizer(nn.Module):
     # with reencode, on a split backbone: the parts of those codes the terms read ({'content'}, {'attribute'}); the
     # encoders of the others are not run and their channels are zero (None: all)
     reencode_parts: frozenset[str] | None = None
-    # true: when the method gives it an entry in view.shared (one adversary update per step), ``loss`` runs its
-    # adversary with the adversary's parameters trainable and leaves the outputs there for ``adversary_step``
-    # (the method then backpropagates each player's loss into its own parameters only, keeping the graph for
-    # the adversary); the trainer turns it off under DDP
+    # true: when the method gives it an entry in view.shared (one adversary update per step), ``loss`` leaves
+    # there what ``adversary_step`` can reuse from its adversary's forward and backward (ACAI's critic); the
+    # trainer turns it off under DDP
     shares_forward: bool = False
 
     @classmethod
