@@ -104,3 +104,26 @@ def test_narrow_convs_match_torch_and_take_their_own_path(monkeypatch):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     assert a(x).dtype == torch.bfloat16
                 assert plain_calls
+
+
+def test_instance_norm_as_group_norm_matches_torch(monkeypatch):
+    """Press et al.'s instance norm (no affine, no running statistics) runs on the CPU as a group norm with one
+    group per channel: nn.InstanceNorm2d's outputs and input gradients (float64), NCHW and channels_last."""
+    import nonvae.nets as nets
+    from nonvae.nets import InstanceNorm2d
+
+    calls = []
+    group_norm = nets.F.group_norm
+    monkeypatch.setattr(nets.F, "group_norm", lambda *a, **k: calls.append(1) or group_norm(*a, **k))
+    torch.manual_seed(0)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = (torch.randn(3, 5, 6, 6, dtype=torch.float64) * 3 + 1).contiguous(memory_format=fmt).requires_grad_()
+        calls.clear()
+        ya, yb = InstanceNorm2d(5)(x), nn.InstanceNorm2d(5)(x)
+        assert calls
+        g = torch.randn_like(yb)
+        torch.testing.assert_close(ya, yb)
+        torch.testing.assert_close(torch.autograd.grad(ya, x, g)[0], torch.autograd.grad(yb, x, g)[0])
+    calls.clear()
+    InstanceNorm2d(5, affine=True)(torch.randn(2, 5, 4, 4))  # affine: torch's own
+    assert not calls
