@@ -26,6 +26,8 @@ from nonvae.nets import (
 )
 from nonvae.registry import register_backbone
 
+PARTIAL_REENCODE = True  # re-encode decoded codes with only the encoders the terms read (False: both; for A/B)
+
 
 @dataclass
 class SplitModel(ModelConfig):
@@ -131,7 +133,7 @@ class SplitAutoencoder(Backbone):
 
     def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None) -> torch.Tensor:
         """Only the encoders of ``parts`` run; the channels of the other part are zero."""
-        if parts is None or parts >= {"content", "attribute"}:
+        if not PARTIAL_REENCODE or parts is None or parts >= {"content", "attribute"}:
             return super()._reencode(x, parts)
         if "attribute" in parts:
             attribute = self.attribute_encoder(x)
