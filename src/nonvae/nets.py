@@ -192,6 +192,8 @@ def press_decoder_widths(width: int, levels: int) -> list[int]:
 # the transposed 512->512 2x2 -> 4x4 77 ms vs 21; 256->487 8x8 -> 4x4 43 vs 29; at 8x8 outputs and above
 # the conv kernels win (0.3-0.5x as a matmul). The same at 4 and 64 images per batch.
 SMALL_GRID = 16
+# the matmul forms as 2-D matmuls of contiguous operands (False: torch.matmul of the weight with 3-D columns; for A/B)
+MATMUL_2D = True
 
 
 def _bias(out: torch.Tensor, bias: torch.Tensor | None, dims: int) -> torch.Tensor:
@@ -247,8 +249,15 @@ class GridConv2d(nn.Conv2d):
         if ho * wo > SMALL_GRID:
             return super().forward(x)
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (n, c k0 k1, ho wo)
-        out = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)
-        return _bias(out, self.bias, 1).view(n, self.out_channels, ho, wo)
+        if not MATMUL_2D:
+            out = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)
+            return _bias(out, self.bias, 1).view(n, self.out_channels, ho, wo)
+        # one 2-D matmul of contiguous operands, (out, c k0 k1) @ (c k0 k1, n ho wo): torch.matmul of the weight
+        # with the 3-D cols folds it into a transposed bf16 matmul that is ~20x slower without autograd (eval)
+        k = cols.shape[1]
+        out = self.weight.reshape(self.out_channels, -1) @ cols.transpose(0, 1).reshape(k, n * ho * wo)
+        out = out.view(self.out_channels, n, ho * wo).transpose(0, 1)
+        return _bias(out, self.bias, 1).reshape(n, self.out_channels, ho, wo)
 
 
 class GridConvTranspose2d(nn.ConvTranspose2d):
@@ -261,7 +270,11 @@ class GridConvTranspose2d(nn.ConvTranspose2d):
         (k0, k1), (s0, s1), (p0, p1), (d0, d1) = self.kernel_size, self.stride, self.padding, self.dilation
         q0, q1 = self.output_padding
         ho, wo = (h - 1) * s0 - 2 * p0 + d0 * (k0 - 1) + q0 + 1, (w - 1) * s1 - 2 * p1 + d1 * (k1 - 1) + q1 + 1
-        cols = torch.matmul(self.weight.reshape(c, -1).t(), x.reshape(n, c, h * w))  # (n, cout k0 k1, h w)
+        if MATMUL_2D:  # (n h w, c) @ (c, cout k0 k1), contiguous operands (see GridConv2d)
+            rows = x.reshape(n, c, h * w).transpose(1, 2).reshape(n * h * w, c)
+            cols = (rows @ self.weight.reshape(c, -1)).view(n, h * w, -1).transpose(1, 2)  # (n, cout k0 k1, h w)
+        else:
+            cols = torch.matmul(self.weight.reshape(c, -1).t(), x.reshape(n, c, h * w))  # (n, cout k0 k1, h w)
         out = F.fold(cols, (ho, wo), self.kernel_size, self.dilation, self.padding, self.stride)
         return _bias(out, self.bias, 2)
 
