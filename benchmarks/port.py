@@ -110,7 +110,7 @@ class AcaiPort:
         self.opt_critic.step()
         self.last = {**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss_ae.detach()),
                      "critic": float(loss_critic.detach())}
-        return float(loss_ae)
+        return self.last["loss"]
 
 
 class GlobalCode(nn.Module):
@@ -187,7 +187,7 @@ class DisentanglePort:
             self.opt_disc.step()
         self.last = {**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss_ae.detach()),
                      "disc": float(loss_disc.detach())}
-        return float(loss_ae)
+        return self.last["loss"]
 
 
 # the shipped attributes recipe's extra work per step (configs/attributes/disentangle.yaml), and Press et al.'s
