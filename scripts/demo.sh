@@ -2,7 +2,8 @@
 # Set up (if needed), then the main job on built-in data: train a baseline autoencoder and
 # ACAI on the synthetic lines benchmark for a short CPU budget, evaluate both, and write a
 # comparison (metrics table + interpolation grids + HTML report) to results/demo.
-# DEMO_STEPS=N changes the budget (default 1500 steps per method, ~10 minutes on 2 cores).
+# DEMO_STEPS=N changes the budget (default 1500 steps per method: about 5 minutes on 2 idle cores, 6 with
+# another process keeping one core busy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
