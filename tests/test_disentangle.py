@@ -22,7 +22,7 @@ from nonvae.train import train
 from .conftest import REPO, tiny_overrides
 
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
-                 "content_acc", "attribute_gain",
+                 "content_acc", "attribute_gain", "render_gain",
                  "class_kept", "class_kept_exact", "removal_residual")
 
 
@@ -210,6 +210,25 @@ def test_training_run_and_transfer_metrics(tiny_run):
     assert metrics["transfer/attribute_r2"] <= 1
 
 
+def test_render_gain_is_the_gain_of_the_donors_own_reconstruction(tiny_run):
+    """render_gain recomputed from the codes: <G(E1(a), E2(a)) - G(E1(clean a), 0), a - clean a> over the A images."""
+    from nonvae.latent import decode_parts, split_codes
+
+    trainer, _ = tiny_run
+    method = trainer.method.eval()
+    metrics = evaluate(method, trainer.data, trainer.cfg, "cpu")
+    test = trainer.data.test
+    batch = test.batch(torch.nonzero(test.extras["domain"] > 0.5).view(-1))
+    content, attribute = split_codes(method, batch["x"])
+    clean_content, _ = split_codes(method, batch["clean"])
+    drawn = decode_parts(method, content, attribute, clamp=False) - decode_parts(
+        method, clean_content, torch.zeros_like(attribute), clamp=False)
+    expected = attribute_gain(drawn, torch.zeros_like(drawn), batch["x"] - batch["clean"])
+    assert metrics["transfer/render_gain"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    # a different quantity from the transfer's gain (other pairs, other content)
+    assert metrics["transfer/render_gain"] != pytest.approx(metrics["transfer/attribute_gain"], abs=1e-6)
+
+
 def test_report_ranks_the_keys_evaluation_emits(tiny_run, tmp_path):
     """Directions and reference rows come from the evaluators' declarations, carried in eval.json's _meta."""
     import re
@@ -224,7 +243,7 @@ def test_report_ranks_the_keys_evaluation_emits(tiny_run, tmp_path):
     metrics = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu", quick=True)
     assert set(metrics) <= set(declared())  # every key evaluation emits says what it means
     refs = ("transfer/overlay_mse", "transfer/clean_recon_mse", "transfer/pixel_classifier_accuracy",
-            "transfer/class_kept_exact", "probe/train_accuracy")
+            "transfer/class_kept_exact", "transfer/render_gain", "probe/train_accuracy")
     assert all(k in metrics for k in (*refs, "transfer/content_acc", "recon/mse"))
     lower = {k: v - 0.01 for k, v in metrics.items()}  # run b: every value a bit lower
     pages = []

@@ -110,6 +110,10 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/transfer_mse": lower("MSE of b with a's attribute against the exact composite"),
     "transfer/attribute_gain": higher("share of the exact attribute a transfer adds: sum <G(E1(b), E2(a)) - "
                                       "G(E1(b), 0), a - clean a> / sum |a - clean a|^2 (1: all of it)"),
+    "transfer/render_gain": reference("the gain's ceiling: the same measure of the reconstruction of a over the "
+                                      "rendering of clean a, sum <G(E1(a), E2(a)) - G(E1(clean a), 0), a - clean a> "
+                                      "/ sum |a - clean a|^2 (how much of the attribute the model draws at all)",
+                                      "higher"),
     "transfer/pixel_classifier_accuracy": reference("the ceiling: the pixel classifier's (fitted on both "
                                                     "domains' images) accuracy on both domains' test images",
                                                     "higher"),

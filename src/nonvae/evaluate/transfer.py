@@ -11,6 +11,10 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
   exact change "b with a's glasses" - b) and d = G(E1(b), E2(a)) - G(E1(b), 0) (what the attribute code
   changes), gain = sum <d, e> / sum <e, e> over the test pairs: 1 = the whole attribute, 0 = nothing
   (it can exceed 1). A low transfer MSE alone can hide a transfer that adds nothing.
+- ``transfer/render_gain``: the same measure of the model's own reconstruction of the donor,
+  sum <G(E1(a), E2(a)) - G(E1(clean a), 0), a - clean a> / sum <e, e> over the test A images: how much of the
+  attribute the autoencoder draws at all. A transfer rarely adds more of it than this, so it is the attribute
+  gain's practical ceiling at a given budget and size (a blurry decoder caps both).
 - ``transfer/removal_residual``: MSE(G(E1(a),0), G(E1(clean a),0)) / MSE(G(E1(a),E2(a)), G(E1(clean a),0)),
   the share of the attribute left after zeroing E2 (0 = removed, 1 = untouched).
 - ``transfer/leakage_acc``: accuracy of a FRESH linear probe predicting the domain from E1 codes
@@ -106,7 +110,9 @@ def _encode_pass(method, ds: ImageSet, index: torch.Tensor, device: torch.device
             full = decode_parts(method, content, attribute, clamp=False)
             out.add(removal_mse=_mse(removed, clean), overlay_mse=_mse(x, clean),
                     clean_recon_mse=_mse(clean_render, clean), residual_num=_mse(removed, clean_render),
-                    residual_den=_mse(full, clean_render), removed=removed.clamp(-1, 1).flatten(1))
+                    residual_den=_mse(full, clean_render), removed=removed.clamp(-1, 1).flatten(1),
+                    render_dot=((full - clean_render).double() * (x - clean).double()).flatten(1).sum(1),
+                    overlay_energy=(x - clean).double().pow(2).flatten(1).sum(1))
     return out
 
 
@@ -238,6 +244,9 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
         metrics[f"transfer/{key}"] = float(test.get(key)[ta].mean())
     den = float(test.get("residual_den")[ta].mean())
     metrics["transfer/removal_residual"] = float(test.get("residual_num")[ta].mean()) / max(den, 1e-12)
+    energy = float(test.get("overlay_energy")[ta].double().sum())
+    if energy > 0:
+        metrics["transfer/render_gain"] = float(test.get("render_dot")[ta].double().sum()) / energy
     if dom_f.sum() >= 2 and ta.sum() >= 2:
         metrics["transfer/attribute_r2"] = linear_regression_r2(
             fit.get("attribute")[dom_f].numpy(), fit.get("factors")[dom_f].numpy(),
