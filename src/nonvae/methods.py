@@ -193,7 +193,9 @@ class Method(nn.Module):
                     player_losses = {k: v for k, v in adv.items() if k in players}
                     self._check(player_losses, step)
                     for name, loss in player_losses.items():
-                        self._update(name, loss, optimizers, step)
+                        # a loss without a graph from a regularizer with direct_grads: its gradients are already set
+                        self._update(name, loss, optimizers, step, backward=not (reg.direct_grads and
+                                                                                   loss.grad_fn is None))
                 logs.update({k: float(v.detach()) for k, v in adv.items()})
         return logs
 
@@ -208,10 +210,11 @@ class Method(nn.Module):
                 raise NonFiniteError("loss on another rank", step, float("nan"))
             raise NonFiniteError(f"loss '{bad[0]}'", step, float(losses[bad[0]].detach()))
 
-    def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int) -> None:
+    def _update(self, name: str, loss: torch.Tensor, optimizers: dict, step: int, backward: bool = True) -> None:
         opt = optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if backward:  # otherwise the caller set every gradient of this player (Regularizer.direct_grads)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         clip = self._clip_for(name)
         if clip is not None:

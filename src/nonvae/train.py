@@ -388,6 +388,7 @@ class Trainer:
         if self.dist.enabled:  # a forward shared between two players' updates would bypass their DDP wrappers
             for reg in self.method.regularizers.values():
                 reg.shares_forward = False
+                reg.direct_grads = False
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.method.autocast = autocast_for(self.precision, self.device)

@@ -63,6 +63,10 @@ class Regularizer(nn.Module):
     # there what ``adversary_step`` can reuse from its adversary's forward and backward (ACAI's critic); the
     # trainer turns it off under DDP
     shares_forward: bool = False
+    # true: ``adversary_step`` may set its players' gradients itself (a backward written out, without an autograd
+    # graph) and return their losses detached; the method then steps those players without ``backward()``. The
+    # trainer turns it off under DDP (the gradients would bypass the players' wrappers)
+    direct_grads: bool = False
 
     @classmethod
     def build(cls, cfg: Any, backbone: nn.Module, image_shape: tuple[int, int, int],

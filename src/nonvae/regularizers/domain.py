@@ -79,6 +79,12 @@ class DomainConfig:
     disc_steps: int = positive(1)
 
 PLAYER = "discriminator"
+# the discriminator's loss as one BCE weighted per domain (1 / its count) on the codes flattened once per step,
+# instead of boolean-indexed per-domain means recomputed at each of its ``disc_steps`` updates (False: those; for A/B)
+WEIGHTED_BCE = True
+# the discriminator's update (an MLP of Linear and LeakyReLU layers) with its backward written out: the same
+# operations in the same precision (autocast's, when on) without an autograd graph; off under DDP (False: autograd)
+DIRECT_BACKWARD = True
 FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
 
 
@@ -136,6 +142,7 @@ class DomainInvariance(Regularizer):
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
             part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle)) if w > 0)
         self.adversary_steps = int(cfg.disc_steps)
+        self.direct_grads = _mlp_layers(self.discriminator) is not None
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
         """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (only with ``cycle``)."""
@@ -195,6 +202,8 @@ class DomainInvariance(Regularizer):
         return {PLAYER: {"lr": self.cfg.lr}} if self.cfg.lr is not None else {}
 
     def adversary_step(self, view: StepView, call: Call, optimizers: dict) -> dict[str, torch.Tensor]:
+        if WEIGHTED_BCE:
+            return self._adversary_step_weighted(view, call)
         domain = _domains(view)
         logits = call(PLAYER, view.out["content"]).float()
         is_a = domain > 0.5
@@ -204,3 +213,87 @@ class DomainInvariance(Regularizer):
                 loss = loss + F.binary_cross_entropy_with_logits(logits[mask], domain[mask])
         accuracy = ((logits > 0) == is_a).float().mean()
         return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}
+
+    def _adversary_step_weighted(self, view: StepView, call: Call) -> dict[str, torch.Tensor]:
+        """The same loss, sum over domains of the mean BCE over that domain's codes, as one weighted sum.
+
+        What does not change between the ``disc_steps`` updates of a step (the flattened codes, the labels, the
+        per-example weights 1 / #domain) is computed once and kept in the step's state.
+        """
+        cache = view.state.setdefault(self.name, {}).get("adversary")
+        if cache is None:
+            domain = _domains(view)
+            is_a = domain > 0.5
+            count_a = is_a.sum()
+            weight = torch.where(is_a, 1.0 / count_a.clamp_min(1), 1.0 / (len(domain) - count_a).clamp_min(1))
+            cache = (view.out["content"].flatten(1).contiguous(), domain, is_a, weight)
+            view.state[self.name]["adversary"] = cache
+        codes, domain, is_a, weight = cache
+        if DIRECT_BACKWARD and self.direct_grads and not _hooked(self.discriminator):
+            loss, logits = _direct_bce_step(self.discriminator, codes, domain, weight)
+            accuracy = ((logits > 0) == is_a).float().mean()
+            return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy}
+        logits = call(PLAYER, codes).float()
+        loss = F.binary_cross_entropy_with_logits(logits, domain, weight, reduction="sum")
+        accuracy = ((logits > 0) == is_a).float().mean()
+        return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}
+
+
+def _mlp_layers(discriminator: nn.Module) -> list[tuple[nn.Linear, float | None]] | None:
+    """[(linear, slope of the LeakyReLU after it, None for the last)] when ``discriminator`` is such an MLP."""
+    net = getattr(discriminator, "net", None)
+    if type(discriminator) is not Discriminator or not isinstance(net, nn.Sequential):
+        return None
+    mods = list(net)
+    if len(mods) % 2 != 1 or not all(type(m) is nn.Linear for m in mods[::2]) or \
+            not all(type(m) is nn.LeakyReLU for m in mods[1::2]) or mods[-1].out_features != 1:
+        return None
+    return [(lin, mods[2 * i + 1].negative_slope if 2 * i + 1 < len(mods) else None)
+            for i, lin in enumerate(mods[::2])]
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a module hook would see the discriminator's forward or backward (then autograd runs it)."""
+    from torch.nn.modules import module as base
+
+    if base._global_forward_hooks or base._global_forward_pre_hooks or base._global_backward_hooks or \
+            base._global_backward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in module.modules())
+
+
+def _direct_bce_step(discriminator: nn.Module, codes: torch.Tensor, target: torch.Tensor,
+                     weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sets the discriminator's gradients of sum_i weight_i BCE(logit_i, target_i); returns (loss, logits).
+
+    The forward and backward that autograd would run for ``discriminator(codes).float()`` under the current
+    autocast (linear layers in its dtype, LeakyReLU in that dtype, the loss in fp32), written out: the same kernels
+    (addmm / mm, leaky_relu(_backward)) on the same dtypes, without building a graph.
+    """
+    layers = _mlp_layers(discriminator)
+    assert layers is not None
+    device = codes.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    with torch.no_grad(), torch.autocast(device, enabled=False):
+        h = codes if dtype is None else codes.to(dtype)
+        inputs, pre, weights = [], [], []
+        for lin, slope in layers:
+            w = lin.weight if dtype is None else lin.weight.to(dtype)
+            b = lin.bias if dtype is None or lin.bias is None else lin.bias.to(dtype)
+            inputs.append(h)
+            weights.append(w)
+            a = h @ w.t() if b is None else torch.addmm(b, h, w.t())
+            pre.append(a)
+            h = a if slope is None else F.leaky_relu(a, slope)
+        logits = h.squeeze(1).float()
+        loss = F.binary_cross_entropy_with_logits(logits, target, weight, reduction="sum")
+        grad = ((torch.sigmoid(logits) - target) * weight).to(h.dtype).unsqueeze(1)  # d loss / d logits
+        for i in range(len(layers) - 1, -1, -1):
+            lin, _ = layers[i]
+            lin.weight.grad = (grad.t() @ inputs[i]).to(lin.weight.dtype)
+            if lin.bias is not None:
+                lin.bias.grad = grad.sum(0).to(lin.bias.dtype)
+            if i:
+                grad = torch.ops.aten.leaky_relu_backward(grad @ weights[i], pre[i - 1], layers[i - 1][1], False)
+    return loss, logits
