@@ -214,6 +214,9 @@ def test_discriminator_fast_update_gives_the_same_updates(tiny_lines, precision,
     torch.manual_seed(0)
     method = build_method(cfg, (1, 16, 16)).train()
     assert method.regularizers["domain"].direct_grads
+    off = tiny_lines("configs/attributes/disentangle.yaml", **{"data.image_size": 16, "model.latent_width": 4,
+                                                                "regularizers.domain.direct_update": False})
+    assert not build_method(off, (1, 16, 16)).regularizers["domain"].direct_grads
     if precision == "bf16":
         method.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     state = {k: v.clone() for k, v in method.state_dict().items()}

@@ -77,13 +77,17 @@ class DomainConfig:
     match: float = non_negative(0.0)
     # discriminator updates per autoencoder step (on the same detached codes)
     disc_steps: int = positive(1)
+    # the discriminator's updates with the MLP's backward written out (the same operations and dtypes as autograd's,
+    # without building a graph; attributes/disentangle step 1.05-1.06x); off under DDP, or with a module hook on it
+    direct_update: bool = True
 
 PLAYER = "discriminator"
 # the discriminator's loss as one BCE weighted per domain (1 / its count) on the codes flattened once per step,
 # instead of boolean-indexed per-domain means recomputed at each of its ``disc_steps`` updates (False: those; for A/B)
 WEIGHTED_BCE = True
 # the discriminator's update (an MLP of Linear and LeakyReLU layers) with its backward written out: the same
-# operations in the same precision (autocast's, when on) without an autograd graph; off under DDP (False: autograd)
+# operations in the same precision (autocast's, when on) without an autograd graph, where
+# regularizers.domain.direct_update is on (the default; off under DDP) and WEIGHTED_BCE too (False: autograd; for A/B)
 DIRECT_BACKWARD = True
 FOOL_LABEL = 0.0  # the label both domains' content codes are pushed to (domain B's, as officially)
 
@@ -142,7 +146,7 @@ class DomainInvariance(Regularizer):
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
             part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle)) if w > 0)
         self.adversary_steps = int(cfg.disc_steps)
-        self.direct_grads = _mlp_layers(self.discriminator) is not None
+        self.direct_grads = cfg.direct_update and _mlp_layers(self.discriminator) is not None
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
         """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (only with ``cycle``)."""
