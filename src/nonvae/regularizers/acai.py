@@ -34,8 +34,10 @@ class AcaiConfig:
     lr: float | None = positive(None)  # critic learning rate (None: train.lr)
     width: int | None = positive(None)  # critic width d (None: model.width)
     warmup_steps: int = non_negative(0)  # linear ramp of ``weight`` from 0 over this many steps
-    # the critic's forwards: 'train' as train.precision; 'bf16' under bf16 autocast whatever train.precision
-    # (an fp32 lines/ACAI step 1.26x faster in CPU time on AVX512-BF16; opt-in: its quality is unmeasured)
+    # the critic's forwards: 'train' as train.precision; 'bf16' under bf16 autocast whatever train.precision.
+    # Opt-in: with share_forward an fp32 lines/ACAI step is 1.17-1.18x faster in CPU time on AVX512-BF16 (one
+    # thread; not enough for 2x the port), and 3 seeds of 1,500 steps cannot tell its quality from fp32's (Mean
+    # Distance worse on 2 of 3 seeds, Smoothness better on all 3; README, "Critic precision on lines/ACAI")
     critic_precision: Literal["train", "bf16"] = "train"
     # the critic update reuses the critic's forward on the decoded interpolants and its input-gradient pass from
     # the autoencoder step (same critic weights, same images: the same scores and, per image, gradients that differ
