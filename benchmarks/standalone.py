@@ -1,0 +1,112 @@
+"""Port vs default, each trained continuously in a process of its own (a cross-check of throughput.py's headline).
+
+``benchmarks/throughput.py`` alternates windows of a few steps between nonvae's default and the port, so a change of
+load hits both; this script instead runs each side alone and continuously, as a user would, one process after the
+other (port, default, port, default, ...), at the thread count given, and reports the median of a few timed rounds.
+Run it on a quiet machine: the two sides do not share windows, so load changes between processes move the ratio.
+
+    python benchmarks/standalone.py --out results/standalone.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# config, px, batch (per domain for two-domain data), timed steps per round
+ROWS = [("lines/acai", 32, 64, 10), ("attributes/disentangle", 32, 32, 20), ("celeba/disentangle", 128, 8, 4)]
+
+
+def child(which: str, config: str, size: int, batch: int, steps: int, rounds: int, threads: int) -> dict:
+    """Time ``rounds`` rounds of ``steps`` steps of one side after 3 warm-up steps; the median round."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if which == "port":
+        from nonvae.config import load_config
+        from port import build_port
+        from throughput import CONFIGS, synthetic_bundle
+
+        cfg = load_config(CONFIGS / f"{config}.yaml", [f"data.image_size={size}"])
+        bundle, images = synthetic_bundle(cfg, batch)
+        torch.manual_seed(0)
+        port = build_port(config, size, "shipped")
+        raw = bundle.train.batch(0, batch)
+
+        def step() -> None:
+            port.step(raw)
+    else:
+        from throughput import DefaultSteps, _setup_default
+
+        trainer, data, images, _ = _setup_default({"config": config, "size": size, "batch": batch, "device": "cpu"})
+        step = DefaultSteps(trainer, data)
+    for _ in range(3):
+        step()
+    walls, cpus = [], []
+    for _ in range(rounds):
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            step()
+        walls.append(images * steps / (time.perf_counter() - t))
+        cpus.append(images * steps / (time.process_time() - c))
+    return {"images_per_s": statistics.median(walls), "images_per_cpu_s": statistics.median(cpus),
+            "threads": torch.get_num_threads()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", help="configs (dataset/method)")
+    p.add_argument("--pairs", type=int, default=2, help="port/default process pairs per config")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="results/standalone.json")
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        which, config, size, batch, steps, rounds = args.child
+        print(json.dumps(child(which, config, int(size), int(batch), int(steps), int(rounds), args.threads)))
+        return 0
+    rows = []
+    for config, size, batch, steps in ROWS:
+        if args.only and config not in args.only:
+            continue
+        runs: dict[str, list[dict]] = {"port": [], "default": []}
+        for _ in range(args.pairs):
+            for which in ("port", "default"):
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--child", which, config,
+                       str(size), str(batch), str(steps), str(args.rounds)]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                runs[which].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        pairs = list(zip(runs["port"], runs["default"], strict=True))
+        ratios = [d["images_per_s"] / q["images_per_s"] for q, d in pairs]
+        cpu = [d["images_per_cpu_s"] / q["images_per_cpu_s"] for q, d in pairs]
+        rows.append({"config": config, "px": size, "runs": runs, "ratio_per_pair": ratios,
+                     "ratio_cpu_per_pair": cpu})
+        print(f"{config:24s} {size:4d} px  port {[round(r['images_per_s']) for r in runs['port']]} img/s, default "
+              f"{[round(r['images_per_s']) for r in runs['default']]} img/s, x {[round(r, 2) for r in ratios]}",
+              flush=True)
+    lines = ["| config | px | port img/s (per process) | default img/s | × port, per pair | × port in CPU time |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        port, default = (", ".join(str(round(x["images_per_s"])) for x in r["runs"][k]) for k in ("port", "default"))
+        lines.append(f"| {r['config']} | {r['px']} | {port} | {default} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['ratio_per_pair'])} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['ratio_cpu_per_pair'])} |")
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
