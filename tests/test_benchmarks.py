@@ -187,3 +187,18 @@ def test_demo_readme_and_pretrained_use_the_same_lines_recipe():
     assert demo and pretrained and readme
     for words in demo + pretrained + readme:
         assert _training_settings(words) == {}, words
+
+
+@pytest.mark.slow
+def test_standalone_benchmark_times_both_sides_in_their_own_processes(tmp_path, capsys):
+    import standalone
+
+    out = tmp_path / "standalone.json"
+    assert standalone.main(["--only", "lines/acai", "--pairs", "1", "--rounds", "1", "--threads", "1",
+                            "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["config"] for r in rows] == ["lines/acai"]
+    (port,), (default,) = rows[0]["runs"]["port"], rows[0]["runs"]["default"]
+    assert port["images_per_s"] > 0 and default["images_per_s"] > 0 and port["threads"] == default["threads"] == 1
+    assert rows[0]["ratio_per_pair"] == [pytest.approx(default["images_per_s"] / port["images_per_s"])]
+    assert "| lines/acai | 32 |" in out.with_suffix(".md").read_text()
