@@ -186,7 +186,8 @@ def table(results: list[dict], pca: list[dict]) -> tuple[str, list[dict]]:
                 "channels": channels, "latent_dim": 16 * channels, "budget": budget, "seeds": seeds,
                 "probe_ae": mean["ae"], "probe_acai": mean["acai"], "probe_gain": gain, "probe_gain_per_seed": per_seed,
                 "kmeans_ae": kmeans["ae"], "kmeans_acai": kmeans["acai"], "probe_pca": floor,
-                "margin_met": gain >= MARGIN, "both_above_pca": min(mean.values()) > floor,
+                "margin_met": gain >= MARGIN,
+                "both_above_pca": None if math.isnan(floor) else min(mean.values()) > floor,  # None: PCA not run
             })
     return "\n".join(lines), verdicts
 
@@ -199,7 +200,8 @@ def verdict_text(verdicts: list[dict]) -> str:
                    f"{100 * v['probe_gain']:+.1f} points (per seed "
                    f"{', '.join(f'{100 * g:+.1f}' for g in v['probe_gain_per_seed'])}; target >= +{100 * MARGIN:.0f}: "
                    f"{'met' if v['margin_met'] else 'not met'}); k-means {kmeans_gain:+.1f} points; "
-                   f"both above whitened PCA ({v['probe_pca']:.3f}): {'yes' if v['both_above_pca'] else 'no'}")
+                   + ("whitened PCA not run for this size" if v["both_above_pca"] is None else
+                      f"both above whitened PCA ({v['probe_pca']:.3f}): {'yes' if v['both_above_pca'] else 'no'}"))
     return "\n".join(out)
 
 

@@ -138,6 +138,10 @@ def test_probe_benchmark_budget_sweep_reuse_and_pca_rows(tmp_path, capsys, caplo
     assert payload["pca"][0]["components"] == 16 and 0 < payload["pca"][0]["probe/accuracy"] <= 1
     md = (tmp_path / "probe.md").read_text()
     assert "whitened PCA (16 comp.)" in md and md.count("| 4x4x1 (16-d) | 4 |") == 2 and "; target >= +2: " in md
+    assert all(isinstance(v["both_above_pca"], bool) for v in payload["verdicts"]) and "both above whitened PCA (" in md
+    # a latent size whose PCA row was not computed says so instead of "no"
+    no_pca = {**payload["verdicts"][0], "probe_pca": float("nan"), "both_above_pca": None}
+    assert probe.verdict_text([no_pca]).endswith("whitened PCA not run for this size")
     captured = capsys.readouterr()
     assert "k-means accuracy" in captured.out
     # each of the 4 runs resumed at 4 steps (a retrained run would say nothing)
