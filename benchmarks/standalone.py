@@ -2,7 +2,8 @@
 
 ``benchmarks/throughput.py`` alternates windows of a few steps between nonvae's default and the port, so a change of
 load hits both; this script instead runs each side alone and continuously, as a user would, one process after the
-other (port, default, port, default, ...), at the thread count given, and reports the median of a few timed rounds.
+other (port, default, port, default, ...), at the thread count given, and reports the median of a few timed rounds:
+the default with the passive OpenMP waiting the ``nonvae`` command sets, the port with torch's defaults.
 Run it on a quiet machine: the two sides do not share windows, so load changes between processes move the ratio.
 
     python benchmarks/standalone.py --out results/standalone.json
@@ -25,7 +26,15 @@ ROWS = [("lines/acai", 32, 64, 10), ("attributes/disentangle", 32, 32, 20), ("ce
 
 
 def child(which: str, config: str, size: int, batch: int, steps: int, rounds: int, threads: int) -> dict:
-    """Time ``rounds`` rounds of ``steps`` steps of one side after 3 warm-up steps; the median round."""
+    """Time ``rounds`` rounds of ``steps`` steps of one side after 3 warm-up steps; the median round.
+
+    The default runs as the ``nonvae`` command does (passive OpenMP waiting, set before torch starts); the port with
+    torch's defaults, as a user's script does.
+    """
+    if which == "default":
+        from nonvae.threads import prefer_passive_openmp
+
+        prefer_passive_openmp()
     import torch
 
     torch.set_num_threads(threads)

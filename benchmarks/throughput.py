@@ -42,6 +42,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "src" / "nonvae" / "configs"  # the built-in configs ship inside the package
+# the user's own OpenMP wait settings, read before a child sets nonvae's (the port runs with the user's, like a script)
+OMP_WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+USER_OMP_WAIT = {k: os.environ[k] for k in OMP_WAIT_KEYS if k in os.environ}
 ALL_CONFIGS = [
     "lines/ae", "lines/acai", "fashion_mnist/ae", "fashion_mnist/ltae_s", "fashion_mnist/ae_augment",
     "attributes/disentangle", "celeba/disentangle",
@@ -50,7 +53,7 @@ QUICK_CONFIGS = ["lines/ae", "lines/acai", "fashion_mnist/ae", "celeba/disentang
 PLAIN = {"train.fused_adam": False, "train.precision": "fp32", "train.channels_last": False,
          "train.compile": False, "train.keep_memory": False}
 # name -> (config overrides on top of PLAIN, extra environment); "cores" = every usable core
-SPINNING = {"torch default threads"}  # run without the passive OpenMP waiting the nonvae command sets
+SPINNING = {"torch default threads"}  # run without the short OpenMP waits the nonvae command sets
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "eager fp32": ({}, {}),
     "channels_last": ({"train.channels_last": True}, {}),
@@ -306,7 +309,10 @@ class PortProcess:
     """``child_port`` in a subprocess; ``window`` runs there while this process waits."""
 
     def __init__(self, spec: dict) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        # torch's defaults, as an afternoon's script runs: not the OpenMP waits nonvae's child set for itself
+        env = {k: v for k, v in os.environ.items() if k not in OMP_WAIT_KEYS}
+        env.update(USER_OMP_WAIT, PYTHONPATH=str(REPO / "src"))
+        spec = {**spec, "spin": True}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "port", json.dumps(spec)]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._answer()
@@ -692,7 +698,7 @@ def headline(args: argparse.Namespace, device: str) -> int:
         cores = usable_cores()
         # (name, overrides, spinning OpenMP, rounds, settle s): the default needs a few seconds to see a
         # new neighbour (its policy re-measures every 2 s); pinned threads do not, and crawl when loaded
-        variants = [("default (threads: auto, passive OpenMP waiting)", {}, False, 2, 3.0),
+        variants = [("default (threads: auto, short OpenMP waits)", {}, False, 2, 3.0),
                     (f"train.threads={cores}, OpenMP spinning (torch's default)", {"train.threads": cores}, True,
                      1, 0.5)]
         for name, overrides, spin, rounds, settle in variants:

@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-# idle OpenMP threads sleep instead of spinning (must be set before Python loads torch); the trainer's
-# thread policy then keeps to the cores other processes leave free, so a busy machine slows the demo
-# down in proportion instead of 10-50x (docs/distributed.md, "Speed settings")
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# idle OpenMP threads spin only briefly before they sleep (libgomp's GOMP_SPINCOUNT, as the nonvae command sets it;
+# must be set before Python loads torch); the trainer's thread policy then keeps to the cores other processes
+# leave free, so a busy machine slows the demo down in proportion instead of 10-50x (docs/distributed.md)
+if [ -z "${OMP_WAIT_POLICY:-}" ]; then export GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-3000}"; fi
 # The README lines table's settings live in benchmarks/lines.py and apply here unchanged (Adam 1e-3 for
 # every player, gradient clipping 1.0, fp32 for both methods, ACAI's lambda warm-up over 1,000 steps;
 # tests/test_benchmarks.py checks that this command adds none of its own). It ends by printing the

@@ -1,4 +1,4 @@
-"""The automatic speed choices: the thread policy, passive OpenMP waiting, precision 'auto'."""
+"""The automatic speed choices: the thread policy, short OpenMP waits, precision 'auto'."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nonvae.threads import ThreadPolicy, native_bf16, resolve_precision, usable_cores
+from nonvae.threads import SPIN_COUNT, ThreadPolicy, native_bf16, resolve_precision, usable_cores
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -71,15 +71,18 @@ def test_measures_a_busy_neighbour(restore_threads):
     assert others is not None and others >= 0.5  # at least half a core (it shares the machine with others)
 
 
-def test_passive_openmp_is_set_before_torch_and_respects_the_user():
-    code = "import os, sys; import nonvae.cli; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def test_short_openmp_waits_are_set_before_torch_and_respect_the_user():
+    code = ("import os, sys; import nonvae.cli; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = SRC
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "False"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[0] == "ACTIVE"
+    assert out.stdout.split() == [str(SPIN_COUNT), "None", "False"]
+    for key, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "77")):  # the user's choice stays
+        out = subprocess.run([sys.executable, "-c", code], env={**env, key: value}, capture_output=True, text=True,
+                             check=True)
+        got = dict(zip(("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"), out.stdout.split()[:2], strict=True))
+        assert got[key] == value and got["GOMP_SPINCOUNT" if key == "OMP_WAIT_POLICY" else "OMP_WAIT_POLICY"] == "None"
 
 
 def test_precision_auto():
