@@ -6,7 +6,7 @@ The default command (one command, a few minutes on 2 cores) prints and writes to
   of the default config on the real trainer path (``Trainer`` + ``Method.train_step``: thread policy,
   precision auto, channels_last, fused Adam, kept memory) against ``benchmarks/port.py`` (a plain
   eager fp32 loop of the same networks and losses, no nonvae code, in a process of its own with the
-  allocator's defaults), alternating windows of a few steps on the same synthetic batch and at the
+  allocator's defaults), alternating windows of about 3 s (--window-seconds) on the same synthetic batch and at the
   same thread count; the ratio also in CPU seconds (robust to other processes' load); model GFLOP per
   image (``torch.utils.flop_counter``; the same for both) and the achieved FLOP/s as a share of the
   2048x2048 matmul rate in the dtype in use, measured right after;
@@ -349,7 +349,7 @@ def child_headline(spec: dict) -> dict:
     """nonvae's default config against the straightforward port (benchmarks/port.py), interleaved.
 
     The default runs here (the real trainer path), the port in a subprocess of its own (see
-    ``child_port``) on the same synthetic batch; they alternate windows of a few steps, so a change of
+    ``child_port``) on the same synthetic batch; they alternate windows of a few seconds, so a change of
     load hits both, and the port always runs at the thread count the default's policy picks at that
     moment (the policy's own effect is the "under load" measurement; it counts the port process's CPU
     as ours, not as a neighbour's).
@@ -680,9 +680,12 @@ def headline(args: argparse.Namespace, device: str) -> int:
             continue
         if size > 32 and device.startswith("cuda"):
             batch = HEADLINE_GPU_BATCH_128
-        steps = args.steps or (3 if size <= 32 else 2)
+        # windows of a few seconds: with windows of 2-3 steps the port ran up to 30% slower than alone (the cost of
+        # switching processes, not of training), which put lines/acai at 2.16x instead of the 1.5-1.6x of
+        # continuous runs (README, throughput)
+        steps = args.steps or 10**6
         spec = {"config": config, "size": size, "batch": batch, "device": device, "warmup": args.warmup,
-                "rounds": args.rounds, "steps": steps, "max_seconds": 4.0, "overrides": overrides,
+                "rounds": args.rounds, "steps": steps, "max_seconds": args.window_seconds, "overrides": overrides,
                 "recipe": recipe}
         before = _uptime()
         r = run_child("headline", spec, {}, args.timeout)
@@ -787,7 +790,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-128", action="store_true", help="headline: skip celeba/disentangle at 128 px")
     p.add_argument("--no-load", action="store_true", help="headline: skip the busy-neighbour rows")
     p.add_argument("--only", nargs="*", help="headline: only these configs (dataset/method)")
-    p.add_argument("--steps", type=int, default=None, help="headline: steps per window (default 3, 2 at 128 px)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="headline: at most this many steps per window (default: as many as --window-seconds allows)")
+    p.add_argument("--window-seconds", type=float, default=3.0,
+                   help="headline: each side's window lasts about this long (at least one step)")
     p.add_argument("--warmup", type=int, default=2, help="headline: warm-up steps of each side")
     p.add_argument("--smoke", action="store_true",
                    help="headline: one round of one-step windows, no busy-neighbour rows (checks it runs; no numbers)")

@@ -206,3 +206,16 @@ def test_standalone_benchmark_times_both_sides_in_their_own_processes(tmp_path, 
     assert port["images_per_s"] > 0 and default["images_per_s"] > 0 and port["threads"] == default["threads"] == 1
     assert rows[0]["ratio_per_pair"] == [pytest.approx(default["images_per_s"] / port["images_per_s"])]
     assert "| lines/acai | 32 |" in out.with_suffix(".md").read_text()
+
+
+def test_standalone_benchmark_overrides_reach_the_default_only(tmp_path):
+    import standalone
+
+    out = tmp_path / "standalone.json"
+    assert standalone.main(["--only", "lines/acai", "--pairs", "1", "--rounds", "1", "--threads", "1", "--seconds",
+                            "0.3", "--set", "train.precision=bf16", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    (port,), (default,) = row["runs"]["port"], row["runs"]["default"]
+    assert row["overrides"] == ["train.precision=bf16"]
+    assert default["precision"] == "bf16" and port["precision"] == "fp32"
+    assert default["steps_per_round"] >= 10  # a round fills --seconds (at least the row's 10 steps)
