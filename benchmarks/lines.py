@@ -29,7 +29,7 @@ from common import comparison_report, train_and_evaluate  # noqa: E402
 # The CPU schedule, identical for both methods (the paper's 1e-4 needs ~2^24 samples). Without
 # clipping an early 4,000-step ACAI run diverged (all losses 10^3-10^6 as lambda neared 0.4).
 # fp32 for both: the lines/ae config's precision is auto (bf16 autocast on CPUs with native bf16), and
-# ACAI under bf16 ended worse on every metric than in fp32 (README, "bf16 quality").
+# ACAI under bf16 ended worse on every metric than in fp32 (docs/benchmarks/throughput.md, "bf16 quality on lines").
 SHARED = ["train.lr=1e-3", "train.grad_clip=1.0", "train.precision=fp32", "train.log_every=100",
           "train.checkpoint_every=1000", "train.sample_every=1000000"]
 # ACAI's own schedule: lambda ramps from 0 to its value (0.5) over the first steps.

@@ -40,7 +40,7 @@ def prefer_passive_openmp() -> bool:
 
     True when it can take effect: libgomp reads its variables once, when it is loaded (with torch), so this is a
     no-op after ``import torch``. ``OMP_WAIT_POLICY=PASSIVE`` (no spin at all) was the choice before 2026-12-05;
-    it cost 20-45% on a quiet machine (README, Throughput) for no gain under load.
+    it cost 20-45% on a quiet machine (docs/benchmarks/throughput.md) for no gain under load.
     """
     if "torch" in sys.modules:
         return False

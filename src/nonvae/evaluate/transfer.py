@@ -31,7 +31,8 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
   accuracy on the exact transfer targets b + (a - clean a), what a perfect transfer scores (close to the
   ceiling: 0.96-0.99 of it on every built-in variant). Until 2026-12 the classifier was fitted on the clean
   pixels of 2,000 images only; it read the added attribute as content, so the exact composites kept the
-  class only 0.75-0.87 x its clean ceiling on Fashion-MNIST and 0.07-0.10 x on the digits base (README).
+  class only 0.75-0.87 x its clean ceiling on Fashion-MNIST and 0.07-0.10 x on the digits base
+  (docs/benchmarks/disentangle.md).
 For image files without ground truth: ``transfer/recon_mse_a``, ``transfer/recon_mse_b`` and the leakage.
 """
 
