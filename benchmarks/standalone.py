@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--seconds", str(args.seconds),
                        *(f"--set={kv}" for kv in args.set), "--child", which, config, str(size), str(batch),
                        str(steps), str(args.rounds)]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:  # e.g. an unknown --set key: show the child's own one-line error
+                    last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                    print(f"standalone.py: the {which} process of {config} failed: {last}", file=sys.stderr)
+                    return 2
                 runs[which].append(json.loads(done.stdout.strip().splitlines()[-1]))
         pairs = list(zip(runs["port"], runs["default"], strict=True))
         ratios = [d["images_per_s"] / q["images_per_s"] for q, d in pairs]

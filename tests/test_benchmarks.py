@@ -219,3 +219,14 @@ def test_standalone_benchmark_overrides_reach_the_default_only(tmp_path):
     assert row["overrides"] == ["train.precision=bf16"]
     assert default["precision"] == "bf16" and port["precision"] == "fp32"
     assert default["steps_per_round"] >= 10  # a round fills --seconds (at least the row's 10 steps)
+
+
+def test_standalone_benchmark_names_an_unknown_override(tmp_path, capsys):
+    import standalone
+
+    out = tmp_path / "standalone.json"
+    assert standalone.main(["--only", "lines/acai", "--pairs", "1", "--rounds", "1", "--threads", "1",
+                            "--set", "train.precison=bf16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "default process of lines/acai failed" in err and "train.precison" in err
+    assert not out.exists()
