@@ -73,19 +73,41 @@ class ConvEncoder(nn.Module):
         return self.net(x)
 
 
-class ConvDecoder(nn.Module):
-    """z (N, latent, h, w) -> x (N, C, h * 2^scales, w * 2^scales), linear output (no tanh)."""
+class CoordChannels(nn.Module):
+    """Appends two channels holding each pixel's column and row in [-1, 1] (CoordConv, Liu et al. 2018).
 
-    def __init__(self, channels: int, width: int, scales: int, latent: int, out_activation: str = "none"):
+    A conv decoder that must draw a shape where a global code says (a band at some angle and offset, rings at
+    some height) otherwise has to infer where it is from the zero padding, layer by layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
+        return torch.cat([x, xs, ys], 1)
+
+
+class ConvDecoder(nn.Module):
+    """z (N, latent, h, w) -> x (N, C, h * 2^scales, w * 2^scales), linear output (no tanh).
+
+    ``coords``: every conv also sees the pixel coordinates (:class:`CoordChannels`).
+    """
+
+    def __init__(self, channels: int, width: int, scales: int, latent: int, out_activation: str = "none",
+                 coords: bool = False):
         super().__init__()
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [CoordChannels(), _conv(cin + 2, cout, 3)] if coords else [_conv(cin, cout, 3)]
+
         layers: list[nn.Module] = []
         cin = latent
         for s in range(scales - 1, -1, -1):
             cout = width << s
-            layers += [_conv(cin, cout, 3), _act(), _conv(cout, cout, 3), _act()]
+            layers += [*conv(cin, cout), _act(), *conv(cout, cout), _act()]
             layers += [nn.Upsample(scale_factor=2, mode="nearest")]
             cin = cout
-        layers += [_conv(cin, width, 3), _act(), _conv(width, channels, 3)]
+        layers += [*conv(cin, width), _act(), *conv(width, channels)]
         if out_activation == "tanh":
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)

@@ -46,6 +46,9 @@ class SplitModel(ModelConfig):
     attribute_pool: Literal["mean", "linear"] = "mean"
     arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
     norm: Literal["none", "instance"] = "none"  # press arch
+    # acai arch: every decoder conv also sees each pixel's coordinates (CoordConv), so a global attribute code
+    # can say where to draw (see docs/benchmarks/disentangle.md)
+    coord_channels: bool = False
 
 
 class GlobalAttribute(nn.Module):
@@ -102,7 +105,8 @@ class SplitAutoencoder(Backbone):
         else:  # ACAI convs (small CPU configurations)
             self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
             self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
-            self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation)
+            self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation,
+                                       coords=cfg.coord_channels)
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
         if cfg.attribute_code == "global":
             self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:],
