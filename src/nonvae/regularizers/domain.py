@@ -72,6 +72,10 @@ class DomainConfig:
     # the attribute half alone: x mean (E2(G(E1(b), E2(a))) - E2(a))^2 (the translation must show a's attribute
     # to E2: the decoder has to draw it on any content), on top of ``cycle``
     attribute_cycle: float = non_negative(0.0)
+    # x mean E2(G(E1(a), 0))^2 over the batch's domain-A images: the removal of a's attribute must show no
+    # attribute to E2 (which zero_b makes answer zero on domain-B images), so the decoder cannot redraw the attribute
+    # from what E1 kept of it (Benaim et al. ask the same of the removal with an image GAN; E2 stands in for it)
+    removal_zero: float = non_negative(0.0)
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
@@ -141,26 +145,33 @@ class DomainInvariance(Regularizer):
             features *= int(s)
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
-        self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0
+        self.translate = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0
+        self.reencode = self.translate or cfg.removal_zero > 0
         # one half of the cycle alone: the translations need only that encoder (the other half is not computed)
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
-            part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle)) if w > 0)
+            part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle + cfg.removal_zero))
+            if w > 0)
         self.adversary_steps = int(cfg.disc_steps)
         self.direct_grads = cfg.direct_update and _mlp_layers(self.discriminator) is not None
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
-        """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (only with ``cycle``)."""
+        """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (with a cycle term), then removals
+        (E1(a), 0) of every domain-A example (with ``removal_zero``)."""
         if not self.reencode or batch is None or batch.get("domain") is None:
             return None
         is_a = batch["domain"].view(-1)[: len(z)] > 0.5
         ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
-        n = min(len(ia), len(ib))
-        if n == 0:
-            return None
-        ia, ib = ia[:n], ib[:n]
         c = self.content_channels
-        target = torch.cat([z[ib, :c], z[ia, c:]], 1)
-        state["target"] = target.detach()
+        rows = []
+        n = min(len(ia), len(ib)) if self.translate else 0
+        if n:
+            rows.append(torch.cat([z[ib[:n], :c], z[ia[:n], c:]], 1))
+        if self.cfg.removal_zero > 0 and len(ia):
+            rows.append(torch.cat([z[ia, :c], torch.zeros_like(z[ia, c:])], 1))
+        if not rows:
+            return None
+        target = torch.cat(rows)
+        state["target"], state["translations"] = target.detach(), n
         return target
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
@@ -175,7 +186,11 @@ class DomainInvariance(Regularizer):
                 terms[f"{self.name}/zero_b"] = self.cfg.zero_b * view.out["attribute_raw"][is_b].float().pow(2).mean()
         if self.reencode and self.name in view.reencoded:
             back, target = view.reencoded[self.name].float(), view.state[self.name]["target"].float()
-            c = self.content_channels
+            c, n = self.content_channels, view.state[self.name]["translations"]
+            if self.cfg.removal_zero > 0 and len(back) > n:
+                terms[f"{self.name}/removal_zero"] = self.cfg.removal_zero * back[n:, c:].pow(2).mean()
+            back, target = back[:n], target[:n]
+        if self.translate and self.name in view.reencoded and len(back):
             content = (back[:, :c] - target[:, :c]).pow(2).mean()
             attribute = (back[:, c:] - target[:, c:]).pow(2).mean()
             if self.cfg.cycle > 0:
