@@ -89,6 +89,38 @@ def test_benaim_terms():
 
 
 
+def test_removal_zero_reencodes_the_removals():
+    """removal_zero x mean E2(G(E1(a), 0))^2 over domain-A images, re-encoded beside the translations; its
+    gradient reaches E1 and the decoder (the removal must not redraw the attribute)."""
+    for cycle in (0.0, 3.0):
+        cfg = tiny_cfg(**{"regularizers.domain.attribute_cycle": cycle, "regularizers.domain.removal_zero": 2.0})
+        method = build_method(cfg, (1, 16, 16))
+        ae, reg = method.autoencoder, method.regularizers["domain"]
+        x = torch.rand(6, 1, 16, 16) * 2 - 1
+        domain = torch.tensor([1.0, 0, 1, 0, 0, 1])
+        content, raw = ae.encode_parts(x)
+        ia, ib = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4])
+        removal = ae.decode(torch.cat([content[ia], torch.zeros_like(raw[ia])], 1))
+        want = 2.0 * ae.encode_parts(removal)[1].pow(2).mean()
+        state: dict = {"domain": {}}
+        code = lambda z: reg.extra_codes(z, state["domain"], {"domain": domain})  # noqa: E731
+        code.reencode, code.reencode_parts = True, reg.reencode_parts
+        out = ae(x, domain, code)
+        assert len(out["extra"]) == (3 if cycle == 0 else 6)  # (translations and) the three removals
+        view = StepView({"x": x, "domain": domain}, x,
+                        {k: v for k, v in out.items() if not k.startswith("extra")},
+                        decoded={"domain": out["extra"]}, state=state, reencoded={"domain": out["extra_codes"]})
+        terms = reg.loss(view)
+        assert torch.allclose(terms["domain/removal_zero"], want, atol=1e-6)
+        assert ("domain/attribute_cycle" in terms) == (cycle > 0)
+        ae.zero_grad()
+        terms["domain/removal_zero"].backward()
+        for part in (ae.content_encoder, ae.decoder):
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    logs = method.train_step({"x": x, "domain": domain}, 0, method.build_optimizers())
+    assert logs["domain/removal_zero"] > 0 and logs["domain/attribute_cycle"] > 0
+
+
 def test_separate_cycle_halves_match_and_disc_steps():
     """content_cycle / attribute_cycle are the two halves of Benaim et al.'s cycle; match is an unbiased MMD^2
     between the domains' E1 codes; disc_steps updates the discriminator that many times per step."""
