@@ -127,3 +127,24 @@ def test_instance_norm_as_group_norm_matches_torch(monkeypatch):
     calls.clear()
     InstanceNorm2d(5, affine=True)(torch.randn(2, 5, 4, 4))  # affine: torch's own
     assert not calls
+
+
+def test_coord_channels_tell_every_conv_of_the_decoder_where_it_is():
+    """model.coord_channels: each decoder conv gets the pixel's column and row in [-1, 1] as two more inputs, so
+    the same code decodes to different pixels at different places (a zero code too, unlike without them)."""
+    from nonvae.nets import CoordChannels
+
+    x = torch.randn(2, 3, 4, 8)
+    out = CoordChannels()(x)
+    assert out.shape == (2, 5, 4, 8) and torch.equal(out[:, :3], x)
+    assert torch.equal(out[0, 3, 0], torch.linspace(-1, 1, 8))
+    assert torch.equal(out[1, 4, :, 5], torch.linspace(-1, 1, 4))
+    torch.manual_seed(0)
+    plain, coords = ConvDecoder(1, 4, 2, 6), ConvDecoder(1, 4, 2, 6, coords=True)
+    convs = [m for m in coords.modules() if isinstance(m, nn.Conv2d)]
+    plain_convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.in_channels for m in convs] == [m.in_channels + 2 for m in plain_convs]
+    z = torch.zeros(1, 6, 4, 4)
+    with torch.no_grad():
+        assert float(plain(z).abs().max()) == 0.0  # zero code, zero biases: nothing tells the pixels apart
+        assert float(coords(z).std()) > 0  # the coordinates do
