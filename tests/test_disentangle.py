@@ -99,11 +99,12 @@ def test_removal_zero_reencodes_the_removals():
         x = torch.rand(6, 1, 16, 16) * 2 - 1
         domain = torch.tensor([1.0, 0, 1, 0, 0, 1])
         content, raw = ae.encode_parts(x)
-        ia, ib = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4])
+        ia = torch.tensor([0, 2, 5])
         removal = ae.decode(torch.cat([content[ia], torch.zeros_like(raw[ia])], 1))
         want = 2.0 * ae.encode_parts(removal)[1].pow(2).mean()
         state: dict = {"domain": {}}
-        code = lambda z: reg.extra_codes(z, state["domain"], {"domain": domain})  # noqa: E731
+        code = lambda z, reg=reg, state=state, domain=domain: reg.extra_codes(  # noqa: E731
+            z, state["domain"], {"domain": domain})
         code.reencode, code.reencode_parts = True, reg.reencode_parts
         out = ae(x, domain, code)
         assert len(out["extra"]) == (3 if cycle == 0 else 6)  # (translations and) the three removals
