@@ -60,6 +60,8 @@ def test_disentangle_benchmark_variants_table(tmp_path):
         for _, key, _ in disentangle.VARIANT_COLUMNS:
             assert row.get(key) is not None, key
     assert "attribute gain" in (tmp_path / "disentangle_variants.md").read_text()
+    # a transfer drawn as well as the reconstructions: above 0, and finite wherever the eval has ground truth
+    assert all(0 < r["transfer_floor_ratio"] < float("inf") for r in rows)
 
 
 
