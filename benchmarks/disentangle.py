@@ -146,7 +146,7 @@ def check_targets(rows: list[dict]) -> None:
 
 VARIANT_COLUMNS = [
     ("variant", "variant", ""), ("method", "method", ""), ("recon MSE", "recon/mse", ".4f"),
-    ("× ablation (≤ 1.5)", "recon_ratio", ".2f"), ("attribute gain (≥ 0.8)", "transfer/attribute_gain", ".2f"),
+    ("× ablation (≤ 1.5)", "recon_ratio", ".2f"), ("attribute gain (≥ 0.8)", "transfer/attribute_gain", ".3f"),
     ("render gain (the gain's ceiling)", "transfer/render_gain", ".2f"),
     ("class kept / ceiling (≥ 0.9)", "class_kept_ratio", ".2f"),
     ("exact composite's class kept / ceiling", "class_kept_exact_ratio", ".2f"),
