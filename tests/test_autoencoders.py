@@ -100,3 +100,26 @@ def test_linear_attribute_pool_sees_where_the_attribute_is():
     assert torch.allclose(moved.mean((2, 3)), grid.mean((2, 3)), atol=1e-6)
     assert not torch.allclose(enc.pool(moved.flatten(1)), enc.pool(grid.flatten(1)), atol=1e-4)
     assert (enc.spread(torch.zeros(1, 2)) == 0).all()
+
+
+def test_coord_channels_only_where_the_decoder_has_them(tmp_path, capsys):
+    """model.coord_channels widens every conv of the acai decoder by two inputs; with the press decoder, which
+    has none, it is a config error naming the key (not silently ignored)."""
+    from nonvae.cli import main
+    from nonvae.errors import ConfigError
+
+    plain = SplitAutoencoder(SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2), (1, 16, 16))
+    coords = SplitAutoencoder(SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                                         coord_channels=True), (1, 16, 16))
+    first = [m for m in coords.decoder.modules() if isinstance(m, torch.nn.Conv2d)][0]
+    assert first.in_channels == 6 + 2
+    x = torch.rand(2, 1, 16, 16)
+    assert coords(x)["recon"].shape == plain(x)["recon"].shape == (2, 1, 16, 16)
+    with pytest.raises(ConfigError, match="model.coord_channels"):
+        SplitAutoencoder(SplitModel(arch="press", width=4, latent_width=2, content_dim=6, coord_channels=True),
+                         (3, 16, 16))
+    assert main(["train", "attributes/disentangle", "--run-dir", str(tmp_path / "run"), "--set", "data.base=digits",
+                 "--set", "model.arch=press", "--set", "model.coord_channels=true"]) == 2
+    err = capsys.readouterr().err
+    assert "model.coord_channels" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

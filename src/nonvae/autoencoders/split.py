@@ -14,6 +14,7 @@ from torch import nn
 
 from nonvae.autoencoders.base import Backbone
 from nonvae.config import ModelConfig, non_negative
+from nonvae.errors import ConfigError
 from nonvae.nets import (
     ConvDecoder,
     ConvEncoder,
@@ -96,6 +97,9 @@ class SplitAutoencoder(Backbone):
         self.content_encoder: nn.Module
         self.attribute_encoder: nn.Module
         self.decoder: nn.Module
+        if cfg.coord_channels and cfg.arch != "acai":
+            raise ConfigError("model.coord_channels applies to model.arch: acai only (the press decoder has no "
+                              "coordinate inputs); drop it or set model.arch=acai")
         if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
             self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
             self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),

@@ -29,6 +29,10 @@ detached. A donor's shape carried by E2 shows up in E1(t) and is penalised there
 options: ``content_cycle`` (E1 only) and ``attribute_cycle`` (E2 only: the translation must show a's attribute
 to E2, so the decoder has to draw it on b's content; the shipped synthetic config uses it with ``zero_b``).
 
+``removal_zero`` x mean E2(G(E1(a), 0))^2 over domain-A images re-encodes the removals beside the translations:
+a removal must show no attribute to E2 (a cheap stand-in for Benaim et al.'s image discriminator; screened, not
+in the shipped config).
+
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
 unbiased MMD^2 between the two domains' E1 codes (a non-adversarial pull of the distributions together).
