@@ -102,6 +102,27 @@ def test_linear_attribute_pool_sees_where_the_attribute_is():
     assert (enc.spread(torch.zeros(1, 2)) == 0).all()
 
 
+def test_mlp_attribute_spread_is_nonlinear_but_keeps_zero_and_dim():
+    """attribute_spread=mlp: the grid is a non-linear function of the same attribute_dim numbers (not W v for any
+    W), and a zero vector (domain B) is still a zero map."""
+    cfg = SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2, attribute_code="global",
+                     attribute_pool="linear", attribute_spread="mlp")
+    ae = SplitAutoencoder(cfg, (1, 16, 16))
+    enc = ae.attribute_encoder
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    content, attribute = ae.encode_parts(x, torch.tensor([1.0, 0.0, 1.0]))
+    assert attribute.shape == (3, 2, 4, 4) and (attribute[1] == 0).all()
+    assert (enc.spread(torch.zeros(1, 2)) == 0).all()
+    v = torch.tensor([[1.0, -1.0]])
+    # a linear map would give spread(-v) = -spread(v); the leaky ReLU between the layers does not
+    assert not torch.allclose(enc.spread(-v), -enc.spread(v), atol=1e-4)
+    assert torch.allclose(enc.spread(2 * v), 2 * enc.spread(v), atol=1e-5)  # still positively homogeneous
+    assert all(m.bias is None for m in enc.spread if isinstance(m, torch.nn.Linear))
+    out = ae(x, torch.ones(3))
+    out["recon"].sum().backward()
+    assert all(p.grad is not None for p in enc.spread.parameters())
+
+
 def test_coord_channels_only_where_the_decoder_has_them(tmp_path, capsys):
     """model.coord_channels widens every conv of the acai decoder by two inputs; with the press decoder, which
     has none, it is a config error naming the key (not silently ignored)."""

@@ -187,6 +187,7 @@ class Method(nn.Module):
             for reg in self.regularizers.values():
                 if not reg.players():
                     continue
+                adv_logs: dict[str, torch.Tensor] = {}
                 for _ in range(getattr(reg, "adversary_steps", 1)):  # e.g. regularizers.domain.disc_steps
                     with self.autocast():
                         adv = reg.adversary_step(dview, call, optimizers)
@@ -196,7 +197,9 @@ class Method(nn.Module):
                         # a loss without a graph from a regularizer with direct_grads: its gradients are already set
                         self._update(name, loss, optimizers, step, backward=not (reg.direct_grads and
                                                                                    loss.grad_fn is None))
-                logs.update({k: float(v.detach()) for k, v in adv.items()})
+                    # each update's logs (the last update's win; a player updated only in some is still logged)
+                    adv_logs.update(adv)
+                logs.update({k: float(v.detach()) for k, v in adv_logs.items()})
         return logs
 
     def _check(self, losses: dict[str, torch.Tensor], step: int) -> None:

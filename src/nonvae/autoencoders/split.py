@@ -45,6 +45,10 @@ class SplitModel(ModelConfig):
     # corner and in the opposite corner give nearly the same vector) or 'linear', a learned linear map of the
     # flattened grid (knows where things are)
     attribute_pool: Literal["mean", "linear"] = "mean"
+    # global only: how the vector is spread over the grid: 'linear' (W v) or 'mlp' (a hidden layer of 16 x dim
+    # units and a leaky ReLU between two bias-free linear maps: still zero for a zero vector, and still dim numbers
+    # per image, but the grid can depend on them non-linearly, e.g. a thin band's angle and offset)
+    attribute_spread: Literal["linear", "mlp"] = "linear"
     arch: Literal["acai", "press"] = "acai"  # acai (ACAI convs) | press (4x4 stride-2 convs, Press et al. 2019)
     norm: Literal["none", "instance"] = "none"  # press arch
     # acai arch: every decoder conv also sees each pixel's coordinates (CoordConv), so a global attribute code
@@ -61,13 +65,22 @@ class GlobalAttribute(nn.Module):
     the vector (no bias either), so a corner patch's corner or a band's offset can reach the vector.
     """
 
-    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int], pool: str = "mean") -> None:
+    def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int], pool: str = "mean",
+                 spread: str = "linear") -> None:
         super().__init__()
         self.encoder = encoder
         self.dim, self.grid = dim, grid
         self.pool = nn.Linear(dim * grid[0] * grid[1], dim, bias=False) if pool == "linear" else None
-        self.spread = nn.Linear(dim, dim * grid[0] * grid[1], bias=False)
-        nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
+        cells = dim * grid[0] * grid[1]
+        if spread == "mlp":
+            hidden = 16 * dim
+            first, last = nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, cells, bias=False)
+            nn.init.normal_(first.weight, 0.0, 1.0 / math.sqrt(dim))
+            nn.init.normal_(last.weight, 0.0, 1.0 / math.sqrt(hidden))
+            self.spread: nn.Module = nn.Sequential(first, nn.LeakyReLU(0.2), last)
+        else:
+            self.spread = nn.Linear(dim, cells, bias=False)
+            nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
 
     def vector(self, x: torch.Tensor) -> torch.Tensor:
         """The attribute vector (N, dim)."""
@@ -114,7 +127,7 @@ class SplitAutoencoder(Backbone):
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
         if cfg.attribute_code == "global":
             self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:],
-                                                     cfg.attribute_pool)
+                                                     cfg.attribute_pool, cfg.attribute_spread)
 
     def encode_parts(self, x: torch.Tensor, domain: torch.Tensor | None = None):
         """(content, attribute) codes; the attribute is zero where ``domain`` is 0."""

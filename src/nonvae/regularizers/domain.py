@@ -49,7 +49,7 @@ from torch import nn
 
 from nonvae.config import Config, non_negative, positive
 from nonvae.errors import ConfigError
-from nonvae.nets import Discriminator
+from nonvae.nets import ConvEncoder, Discriminator, scales_for
 from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Call, Regularizer, StepView
 
@@ -80,6 +80,12 @@ class DomainConfig:
     # attribute to E2 (which zero_b makes answer zero on domain-B images), so the decoder cannot redraw the attribute
     # from what E1 kept of it (Benaim et al. ask the same of the removal with an image GAN; E2 stands in for it)
     removal_zero: float = non_negative(0.0)
+    # Benaim et al.'s image discriminator, x the non-saturating GAN loss of the decoded translations and removals:
+    # a conv net with two logits judges translations G(E1(b), E2(a)) against reconstructions of domain-A images
+    # and removals G(E1(a), 0) against reconstructions of domain-B images (reconstructions, not the inputs, so it
+    # learns the attribute rather than the blur); updated once per step, lr as the domain discriminator's
+    image_gan: float = non_negative(0.0)
+    image_gan_width: int | None = positive(None)  # its conv width (None: model.width)
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
@@ -90,6 +96,7 @@ class DomainConfig:
     direct_update: bool = True
 
 PLAYER = "discriminator"
+IMAGE_PLAYER = "image_discriminator"
 # the discriminator's loss as one BCE weighted per domain (1 / its count) on the codes flattened once per step,
 # instead of boolean-indexed per-domain means recomputed at each of its ``disc_steps`` updates (False: those; for A/B)
 WEIGHTED_BCE = True
@@ -137,11 +144,16 @@ class DomainInvariance(Regularizer):
               run_cfg: Config) -> DomainInvariance:
         if not hasattr(backbone, "encode_parts"):
             raise ConfigError(f"regularizers.{cls.name} needs model.backbone: split")
-        return cls(cfg, backbone)
+        image_critic = None
+        if cfg.image_gan > 0:
+            width = cfg.image_gan_width or int(getattr(run_cfg.model, "width", 8))
+            image_critic = ImageCritic(image_shape, width)
+        return cls(cfg, backbone, image_critic)
 
-    def __init__(self, cfg: DomainConfig, backbone: nn.Module) -> None:
+    def __init__(self, cfg: DomainConfig, backbone: nn.Module, image_critic: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.image_critic = image_critic
         channels = int(backbone.content_channels)
         spatial = tuple(backbone.latent_shape[1:])
         features = channels
@@ -149,8 +161,10 @@ class DomainInvariance(Regularizer):
             features *= int(s)
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
-        self.translate = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0
-        self.reencode = self.translate or cfg.removal_zero > 0
+        self.image_gan = cfg.image_gan > 0 and image_critic is not None
+        self.translate = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0 or self.image_gan
+        self.removals = cfg.removal_zero > 0 or self.image_gan
+        self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0 or cfg.removal_zero > 0
         # one half of the cycle alone: the translations need only that encoder (the other half is not computed)
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
             part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle + cfg.removal_zero))
@@ -160,8 +174,8 @@ class DomainInvariance(Regularizer):
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
         """Translations (E1(b), E2(a)) for min(#A, #B) pairs of the batch (with a cycle term), then removals
-        (E1(a), 0) of every domain-A example (with ``removal_zero``)."""
-        if not self.reencode or batch is None or batch.get("domain") is None:
+        (E1(a), 0) of every domain-A example (with ``removal_zero`` or ``image_gan``)."""
+        if not (self.translate or self.removals) or batch is None or batch.get("domain") is None:
             return None
         is_a = batch["domain"].view(-1)[: len(z)] > 0.5
         ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
@@ -170,12 +184,12 @@ class DomainInvariance(Regularizer):
         n = min(len(ia), len(ib)) if self.translate else 0
         if n:
             rows.append(torch.cat([z[ib[:n], :c], z[ia[:n], c:]], 1))
-        if self.cfg.removal_zero > 0 and len(ia):
+        if self.removals and len(ia):
             rows.append(torch.cat([z[ia, :c], torch.zeros_like(z[ia, c:])], 1))
         if not rows:
             return None
         target = torch.cat(rows)
-        state["target"], state["translations"] = target.detach(), n
+        state["target"], state["translations"], state["is_a"] = target.detach(), n, is_a
         return target
 
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
@@ -203,12 +217,51 @@ class DomainInvariance(Regularizer):
                 terms[f"{self.name}/content_cycle"] = self.cfg.content_cycle * content
             if self.cfg.attribute_cycle > 0:
                 terms[f"{self.name}/attribute_cycle"] = self.cfg.attribute_cycle * attribute
+        if self.image_gan and self.name in view.decoded:
+            fakes = self._image_fakes(view)
+            if fakes is not None:
+                images, column = fakes
+                # non-saturating: the critic should call translations real domain-A and removals real domain-B images
+                logits = self.image_critic(images).float().gather(1, column[:, None]).squeeze(1)
+                terms[f"{self.name}/image_gan"] = self.cfg.image_gan * F.softplus(-logits).mean()
         if self.cfg.match > 0:
             is_a = _domains(view) > 0.5
             if is_a.sum() > 1 and (~is_a).sum() > 1:
                 flat = view.out["content"].float().flatten(1)
                 terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
+
+    def _image_fakes(self, view: StepView) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(translations then removals, the critic's column judging each: 0 domain A, 1 domain B), or None."""
+        state = view.state[self.name]
+        n = state.get("translations", 0)
+        images = view.decoded[self.name]
+        if not len(images):
+            return None
+        column = torch.ones(len(images), dtype=torch.long, device=images.device)
+        column[:n] = 0
+        return images, column
+
+    def _image_reals(self, view: StepView) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reconstructions of the batch, and the critic's column judging each (0 domain A, 1 domain B)."""
+        is_a = _domains(view) > 0.5
+        return view.out["recon"], (~is_a).long()
+
+    def _image_adversary_step(self, view: StepView, call: Call) -> dict[str, torch.Tensor]:
+        """One update of the image critic: reconstructions of each domain real, translations and removals fake."""
+        fakes = self._image_fakes(view) if self.name in view.decoded else None
+        if fakes is None:
+            return {}
+        reals, real_col = self._image_reals(view)
+        images = torch.cat([reals, fakes[0]])
+        column = torch.cat([real_col, fakes[1]])
+        target = torch.cat([torch.ones(len(reals)), torch.zeros(len(fakes[0]))]).to(images.device)
+        logits = call(IMAGE_PLAYER, images).float().gather(1, column[:, None]).squeeze(1)
+        # the mean BCE of the reals plus that of the fakes (each set counts the same, whatever its size)
+        weight = torch.where(target > 0.5, 1.0 / len(reals), 1.0 / len(fakes[0]))
+        loss = F.binary_cross_entropy_with_logits(logits, target, weight, reduction="sum")
+        accuracy = ((logits > 0) == (target > 0.5)).float().mean()
+        return {IMAGE_PLAYER: loss, f"{IMAGE_PLAYER}/accuracy": accuracy.detach()}
 
     def _fool_targets(self, view: StepView, logits: torch.Tensor) -> torch.Tensor:
         """The labels the encoders want the discriminator to output (see DomainConfig.fool)."""
@@ -219,12 +272,24 @@ class DomainInvariance(Regularizer):
         return torch.full_like(logits, FOOL_LABEL)
 
     def players(self) -> dict[str, nn.Module]:
+        if self.image_gan:
+            return {PLAYER: self.discriminator, IMAGE_PLAYER: self.image_critic}
         return {PLAYER: self.discriminator}
 
     def optimizer_settings(self) -> dict[str, dict]:
-        return {PLAYER: {"lr": self.cfg.lr}} if self.cfg.lr is not None else {}
+        if self.cfg.lr is None:
+            return {}
+        return {name: {"lr": self.cfg.lr} for name in self.players()}
 
     def adversary_step(self, view: StepView, call: Call, optimizers: dict) -> dict[str, torch.Tensor]:
+        logs = self._code_adversary_step(view, call)
+        done = view.state.setdefault(self.name, {})
+        if self.image_gan and not done.get("image_updated"):  # once per step, whatever disc_steps says
+            done["image_updated"] = True
+            logs.update(self._image_adversary_step(view, call))
+        return logs
+
+    def _code_adversary_step(self, view: StepView, call: Call) -> dict[str, torch.Tensor]:
         if WEIGHTED_BCE:
             return self._adversary_step_weighted(view, call)
         domain = _domains(view)
@@ -260,6 +325,19 @@ class DomainInvariance(Regularizer):
         loss = F.binary_cross_entropy_with_logits(logits, domain, weight, reduction="sum")
         accuracy = ((logits > 0) == is_a).float().mean()
         return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}
+
+
+class ImageCritic(nn.Module):
+    """The ACAI-style conv encoder down to a 4x4 grid, averaged to two logits per image (domain A, domain B)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        size = image_shape[1]
+        grid = 4 if size % 4 == 0 and size >= 8 else size
+        self.encoder = ConvEncoder(image_shape[0], width, scales_for(size, grid), 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(2).mean(2)
 
 
 def _mlp_layers(discriminator: nn.Module) -> list[tuple[nn.Linear, float | None]] | None:
