@@ -46,7 +46,7 @@ SHARED = ["train.log_every=100", "train.sample_every=1000000", "train.report=fal
 TARGET_RESIDUAL, TARGET_RATIO = 0.2, 1.5
 NO_EXTRA = ["regularizers.domain.zero_b=0", "regularizers.domain.cycle=0", "regularizers.domain.content_cycle=0",
             "regularizers.domain.attribute_cycle=0", "regularizers.domain.removal_zero=0",
-            "regularizers.domain.match=0", "regularizers.domain.disc_steps=1"]
+            "regularizers.domain.match=0", "regularizers.domain.disc_steps=1", "regularizers.domain.image_gan=0"]
 METHODS = {  # name -> overrides of the shipped config
     "shipped": [],
     "official": ["regularizers.domain.fool=b_label", "regularizers.domain.weight=0.001", *NO_EXTRA],
