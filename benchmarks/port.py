@@ -134,12 +134,16 @@ class DisentanglePort:
     ``disc_steps`` discriminator updates per step on the same detached codes; ``zero_b`` x mean E2(b)^2 over the
     domain-B images; ``attribute_cycle`` x mean (E2(G(E1(b), E2(a))) - E2(a))^2 over min(#A, #B) pairs (the
     translation decoded and encoded again, target detached): Benaim et al. (ICCV 2019), as the shipped
-    attributes config trains. ``last`` holds the step's loss terms (checked against nonvae's in the tests).
+    attributes config trains; with ``image_gan``, their image critic too: ``critic`` (two logits per image, domain
+    A and B, averaged over its grid) learns reconstructions as real and the translations and removals
+    G(E1(a), 0) as fake, and the autoencoder gets ``image_gan`` x the non-saturating loss of those.
+    ``last`` holds the step's loss terms (checked against nonvae's in the tests).
     """
 
     def __init__(self, e1: nn.Module, e2: nn.Module, decoder: nn.Module, content_features: int, hidden: int,
                  lr: float, weight: float, target: float | None, clip: float = 5.0, disc_steps: int = 1,
-                 zero_b: float = 0.0, attribute_cycle: float = 0.0) -> None:
+                 zero_b: float = 0.0, attribute_cycle: float = 0.0, image_gan: float = 0.0,
+                 critic: nn.Module | None = None) -> None:
         self.e1, self.e2, self.decoder = e1, e2, decoder
         self.disc = nn.Sequential(nn.Linear(content_features, hidden), nn.LeakyReLU(LEAK), nn.Linear(hidden, 1))
         ae_params = [*e1.parameters(), *e2.parameters(), *decoder.parameters()]
@@ -147,7 +151,13 @@ class DisentanglePort:
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
         self.weight, self.target, self.clip = weight, target, clip
         self.disc_steps, self.zero_b, self.attribute_cycle = disc_steps, zero_b, attribute_cycle
+        self.image_gan, self.critic = image_gan, critic if image_gan > 0 else None
+        if self.critic is not None:
+            self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.999))
         self.last: dict[str, float] = {}
+
+    def _critic_logits(self, images: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+        return self.critic(images).mean((2, 3)).gather(1, column[:, None]).squeeze(1)
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         x, domain = batch["x"], batch["domain"]
@@ -163,13 +173,19 @@ class DisentanglePort:
                  "adv": self.weight * F.binary_cross_entropy_with_logits(logits, target)}
         if self.zero_b > 0:
             terms["zero_b"] = self.zero_b * raw[~is_a].pow(2).mean()
-        if self.attribute_cycle > 0:  # b's content with a's attribute, decoded, then encoded by E2 again
+        if self.attribute_cycle > 0 or self.critic is not None:  # b's content with a's attribute, decoded
             ia, ib = torch.nonzero(is_a).view(-1), torch.nonzero(~is_a).view(-1)
             n = min(len(ia), len(ib))
-            ia, ib = ia[:n], ib[:n]
-            donor = attribute[ia]
-            translation = self.decoder(torch.cat([content[ib], donor], 1))
-            terms["attribute_cycle"] = self.attribute_cycle * (self.e2(translation) - donor.detach()).pow(2).mean()
+            donor = attribute[ia[:n]]
+            translation = self.decoder(torch.cat([content[ib[:n]], donor], 1))
+            if self.attribute_cycle > 0:  # ... then encoded by E2 again
+                terms["attribute_cycle"] = self.attribute_cycle * (self.e2(translation) - donor.detach()).pow(2).mean()
+        if self.critic is not None:  # translations should pass for domain A, removals for domain B
+            removal = self.decoder(torch.cat([content[ia], torch.zeros_like(attribute[ia])], 1))
+            fakes = torch.cat([translation, removal])
+            fake_column = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(len(ia), dtype=torch.long)])
+            self.critic.requires_grad_(False)
+            terms["image_gan"] = self.image_gan * F.softplus(-self._critic_logits(fakes, fake_column)).mean()
         loss_ae = sum(terms.values())
         self.opt_ae.zero_grad()
         loss_ae.backward()
@@ -187,28 +203,40 @@ class DisentanglePort:
             self.opt_disc.step()
         self.last = {**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss_ae.detach()),
                      "disc": float(loss_disc.detach())}
+        if self.critic is not None:  # reconstructions real, translations and removals fake
+            self.critic.requires_grad_(True)
+            real = self._critic_logits(recon.detach(), (~is_a).long())
+            fake = self._critic_logits(fakes.detach(), fake_column)
+            loss_critic = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
+                F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+            self.opt_critic.zero_grad()
+            loss_critic.backward()
+            nn.utils.clip_grad_norm_(self.critic.parameters(), self.clip)
+            self.opt_critic.step()
+            self.last["critic"] = float(loss_critic.detach())
         return self.last["loss"]
 
 
 # the shipped attributes recipe's extra work per step (configs/attributes/disentangle.yaml), and Press et al.'s
 # loss alone (one discriminator update, no extra terms)
-RECIPES = {"shipped": {"disc_steps": 5, "zero_b": 1.0, "attribute_cycle": 1.0},
-           "official": {"disc_steps": 1, "zero_b": 0.0, "attribute_cycle": 0.0}}
+RECIPES = {"shipped": {"weight": 0.03, "disc_steps": 5, "zero_b": 1.0, "attribute_cycle": 1.0, "image_gan": 0.1},
+           "official": {"weight": 0.03, "disc_steps": 1, "zero_b": 0.0, "attribute_cycle": 0.0, "image_gan": 0.0}}
 
 
 def build_port(config: str, size: int, recipe: str = "shipped"):
     """The port of one benchmarked config (dataset/method) at ``size`` px, with the networks of the shipped config.
 
-    ``recipe`` (attributes/disentangle): 'shipped' trains as the config does (5 discriminator updates, zero_b,
-    attribute_cycle), 'official' Press et al.'s loss only.
+    ``recipe`` (attributes/disentangle): 'shipped' trains as the config does (lambda 0.03, 5 discriminator updates,
+    zero_b, attribute_cycle, the image critic at 0.1), 'official' Press et al.'s loss only (at the config's lambda).
     """
     if config == "lines/acai":
         return AcaiPort(1, size, width=16, latent_width=2, latent=16, lr=1e-4)
     if config == "attributes/disentangle":  # 32 px: ACAI convs, width 8, 4x4 latent, 16 + 4 channels, global E2
         scales = int(math.log2(size // 4))
         e1, e2 = acai_encoder(1, 8, scales, 16), GlobalCode(acai_encoder(1, 8, scales, 4), 4, 4)
-        return DisentanglePort(e1, e2, acai_decoder(1, 8, scales, 20), 16 * 16, 256, 2e-4, 0.1, None,
-                               **RECIPES[recipe])
+        critic = acai_encoder(1, 8, scales, 2)  # the image critic: the same convs down to 4x4, two logits
+        return DisentanglePort(e1, e2, acai_decoder(1, 8, scales, 20), 16 * 16, 256, 2e-4, target=None,
+                               critic=critic, **RECIPES[recipe])
     if config == "celeba/disentangle":  # Press et al.'s official networks: 128 px -> 2x2, E1 487 + E2 25 (global)
         levels = int(math.log2(size // 2))
         w = 32

@@ -41,9 +41,11 @@ def _method(config: str, size: int, sets: list[str]):
 DISENTANGLE_TERMS = {"recon": "recon", "domain/adv": "adv", "loss": "loss", "discriminator": "disc"}
 CASES = [
     ("attributes/disentangle", 32, 8, "shipped", [],
-     {**DISENTANGLE_TERMS, "domain/zero_b": "zero_b", "domain/attribute_cycle": "attribute_cycle"}),
+     {**DISENTANGLE_TERMS, "domain/zero_b": "zero_b", "domain/attribute_cycle": "attribute_cycle",
+      "domain/image_gan": "image_gan", "image_discriminator": "critic"}),
     ("attributes/disentangle", 32, 8, "official",
-     ["regularizers.domain.disc_steps=1", "regularizers.domain.zero_b=0", "regularizers.domain.attribute_cycle=0"],
+     ["regularizers.domain.disc_steps=1", "regularizers.domain.zero_b=0", "regularizers.domain.attribute_cycle=0",
+      "regularizers.domain.image_gan=0"],
      DISENTANGLE_TERMS),
     ("celeba/disentangle", 32, 2, "shipped", [], DISENTANGLE_TERMS),
 ]
@@ -59,6 +61,8 @@ def test_disentangle_port_computes_nonvae_losses(config, size, n, recipe, sets, 
     backbone = method.autoencoder
     _copy([backbone.content_encoder, backbone.attribute_encoder, backbone.decoder], [port.e1, port.e2, port.decoder])
     _copy([method.regularizers["domain"].discriminator], [port.disc])
+    if port.critic is not None:
+        _copy([method.regularizers["domain"].image_critic], [port.critic])
     channels = method.image_shape[0]
     g = torch.Generator().manual_seed(1)
     batch = {"x": torch.rand(2 * n, channels, size, size, generator=g) * 2 - 1,
