@@ -121,6 +121,21 @@ def test_mlp_attribute_spread_is_nonlinear_but_keeps_zero_and_dim():
     out = ae(x, torch.ones(3))
     out["recon"].sum().backward()
     assert all(p.grad is not None for p in enc.spread.parameters())
+    # a spatial E2 has nothing to spread: the key is refused, not ignored
+    from nonvae.errors import ConfigError
+    with pytest.raises(ConfigError, match="model.attribute_spread"):
+        SplitAutoencoder(SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                                    attribute_spread="mlp"), (1, 16, 16))
+
+
+@pytest.mark.parametrize("size,grid", [(32, 4), (28, 7), (48, 6), (16, 4), (7, 7)])
+def test_image_critic_fits_any_image_size(size, grid):
+    """The image critic halves the image while the side stays even and >= 4, then gives two logits per image."""
+    from nonvae.nets import ImageCritic
+
+    critic = ImageCritic(3, size, 4)
+    assert critic.encoder(torch.zeros(2, 3, size, size)).shape[-2:] == (grid, grid)
+    assert critic(torch.rand(2, 3, size, size)).shape == (2, 2)
 
 
 def test_coord_channels_only_where_the_decoder_has_them(tmp_path, capsys):

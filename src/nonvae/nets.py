@@ -128,6 +128,24 @@ class ConvCritic(nn.Module):
         return self.encoder(x).flatten(1).mean(1)
 
 
+class ImageCritic(nn.Module):
+    """The ACAI encoder down to a grid of at least 4x4, averaged to one logit per domain (A, B) per image.
+
+    Content disentanglement's image discriminator (regularizers.domain.image_gan). It halves the image while the
+    side stays even and at least 4, so any image size works (an odd side keeps the full resolution).
+    """
+
+    def __init__(self, channels: int, size: int, width: int) -> None:
+        super().__init__()
+        scales = 0
+        while size % (2 << scales) == 0 and size >> (scales + 1) >= 4:
+            scales += 1
+        self.encoder = ConvEncoder(channels, width, scales, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(2).mean(2)
+
+
 _ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(LEAK), "softplus": nn.Softplus, "relu": nn.ReLU}
 
 

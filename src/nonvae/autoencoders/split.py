@@ -113,6 +113,9 @@ class SplitAutoencoder(Backbone):
         if cfg.coord_channels and cfg.arch != "acai":
             raise ConfigError("model.coord_channels applies to model.arch: acai only (the press decoder has no "
                               "coordinate inputs); drop it or set model.arch=acai")
+        if cfg.attribute_spread != "linear" and cfg.attribute_code != "global":
+            raise ConfigError(f"model.attribute_spread: {cfg.attribute_spread} applies to model.attribute_code: global "
+                              "only (a spatial E2 is not spread); drop it or set model.attribute_code=global")
         if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
             self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
             self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),

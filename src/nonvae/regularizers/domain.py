@@ -33,6 +33,12 @@ to E2, so the decoder has to draw it on b's content; the shipped synthetic confi
 a removal must show no attribute to E2 (a cheap stand-in for Benaim et al.'s image discriminator; screened, not
 in the shipped config).
 
+``image_gan`` adds Benaim et al.'s image discriminator (nets.ImageCritic, player 'image_discriminator'): a conv net
+with one logit per domain learns the batch's reconstructions as real and the decoded translations G(E1(b), E2(a))
+(judged as domain A) and removals G(E1(a), 0) (judged as domain B) as fake; the autoencoder gets ``image_gan`` x
+the non-saturating GAN loss of those. Reconstructions stand in for the inputs so the critic learns the attribute,
+not the decoder's blur. It is updated once per step, on the first of the ``disc_steps`` updates.
+
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
 unbiased MMD^2 between the two domains' E1 codes (a non-adversarial pull of the distributions together).
@@ -49,7 +55,7 @@ from torch import nn
 
 from nonvae.config import Config, non_negative, positive
 from nonvae.errors import ConfigError
-from nonvae.nets import ConvEncoder, Discriminator, scales_for
+from nonvae.nets import Discriminator, ImageCritic
 from nonvae.registry import register_regularizer
 from nonvae.regularizers.base import Call, Regularizer, StepView
 
@@ -147,7 +153,7 @@ class DomainInvariance(Regularizer):
         image_critic = None
         if cfg.image_gan > 0:
             width = cfg.image_gan_width or int(getattr(run_cfg.model, "width", 8))
-            image_critic = ImageCritic(image_shape, width)
+            image_critic = ImageCritic(image_shape[0], image_shape[1], width)
         return cls(cfg, backbone, image_critic)
 
     def __init__(self, cfg: DomainConfig, backbone: nn.Module, image_critic: nn.Module | None = None) -> None:
@@ -325,19 +331,6 @@ class DomainInvariance(Regularizer):
         loss = F.binary_cross_entropy_with_logits(logits, domain, weight, reduction="sum")
         accuracy = ((logits > 0) == is_a).float().mean()
         return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}
-
-
-class ImageCritic(nn.Module):
-    """The ACAI-style conv encoder down to a 4x4 grid, averaged to two logits per image (domain A, domain B)."""
-
-    def __init__(self, image_shape: tuple[int, int, int], width: int) -> None:
-        super().__init__()
-        size = image_shape[1]
-        grid = 4 if size % 4 == 0 and size >= 8 else size
-        self.encoder = ConvEncoder(image_shape[0], width, scales_for(size, grid), 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x).flatten(2).mean(2)
 
 
 def _mlp_layers(discriminator: nn.Module) -> list[tuple[nn.Linear, float | None]] | None:
