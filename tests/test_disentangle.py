@@ -182,6 +182,47 @@ def test_image_gan_judges_translations_and_removals_against_reconstructions(tmp_
     assert any("image_discriminator/accuracy" in r for r in lines)
 
 
+def test_image_gan_adaptive_weight_balances_gradients_on_the_last_layer():
+    """image_gan_adaptive: the critic term weighs image_gan x min(1, |grad rec| / |grad gan|) on the decoder's last
+    weight (checked against that ratio computed here), the ratio is logged, and the term's pull on that layer is then
+    image_gan x the reconstruction's unless capped."""
+    cfg = tiny_cfg(**{"regularizers.domain.image_gan": 0.5, "regularizers.domain.image_gan_adaptive": True,
+                      "regularizers.domain.attribute_cycle": 0.0})
+    method = build_method(cfg, (1, 16, 16))
+    ae, reg = method.autoencoder, method.regularizers["domain"]
+    last = [m for m in ae.decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight
+    assert reg.last_layer and reg.last_layer[0] is last
+    with torch.no_grad():  # a critic with a steep output, so its pull outweighs the reconstruction's and is scaled down
+        [m for m in reg.image_critic.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)][-1].weight.mul_(1e3)
+    torch.manual_seed(1)
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 0, 1, 0, 0, 1])
+    state: dict = {"domain": {}}
+    out = ae(x, domain, lambda z: reg.extra_codes(z, state["domain"], {"domain": domain}))
+    view = StepView({"x": x, "domain": domain}, x, {k: v for k, v in out.items() if not k.startswith("extra")},
+                    decoded={"domain": out["extra"]}, state=state)
+    terms = reg.loss(view)
+    images, column = reg._image_fakes(view)
+    gan = F.softplus(-reg.image_critic(images).gather(1, column[:, None]).squeeze(1)).mean()
+    rec = (out["recon"] - x).pow(2).mean()
+    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
+    g_gan = torch.autograd.grad(gan, last, retain_graph=True)[0].norm()
+    ratio = min(1.0, float(g_rec / (g_gan + 1e-4)))
+    assert 0 < ratio < 1  # this batch exercises the balance, not the cap
+    assert float(terms["domain/image_gan"].detach()) == pytest.approx(0.5 * ratio * float(gan.detach()), rel=1e-4)
+    assert float(reg.log_terms(view)["domain/image_gan_scale"]) == pytest.approx(ratio, rel=1e-4)
+    g_term = torch.autograd.grad(terms["domain/image_gan"], last, retain_graph=True)[0].norm()
+    # = 0.5 x |grad rec| up to the ratio's epsilon (1e-4 added to |grad gan|)
+    assert float(g_term) == pytest.approx(0.5 * ratio * float(g_gan), rel=1e-3)
+    assert float(g_term) == pytest.approx(0.5 * float(g_rec), rel=0.05)
+    logs = method.train_step({"x": x, "domain": domain}, 0, method.build_optimizers())
+    assert 0 < logs["domain/image_gan_scale"] <= 1
+    # without the option the weight is fixed and nothing extra is logged
+    fixed = build_method(tiny_cfg(**{"regularizers.domain.image_gan": 0.5}), (1, 16, 16))
+    assert not fixed.regularizers["domain"].last_layer
+    assert "domain/image_gan_scale" not in fixed.train_step({"x": x, "domain": domain}, 0, fixed.build_optimizers())
+
+
 def test_separate_cycle_halves_match_and_disc_steps():
     """content_cycle / attribute_cycle are the two halves of Benaim et al.'s cycle; match is an unbiased MMD^2
     between the domains' E1 codes; disc_steps updates the discriminator that many times per step."""

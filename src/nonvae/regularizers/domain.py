@@ -92,6 +92,11 @@ class DomainConfig:
     # learns the attribute rather than the blur); updated once per step, lr as the domain discriminator's
     image_gan: float = non_negative(0.0)
     image_gan_width: int | None = positive(None)  # its conv width (None: model.width)
+    # true: image_gan becomes a ceiling and a ratio of gradient norms (after VQGAN's adaptive weight, Esser et al.
+    # 2021): each step the critic term weighs image_gan x min(1, |grad rec| / |grad gan|), the norms taken on the
+    # decoder's last weight, so its pull never exceeds image_gan x the reconstruction's and shrinks with the
+    # reconstruction error (on the digits base 4-10x less than on Fashion-MNIST) instead of outgrowing it
+    image_gan_adaptive: bool = False
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
@@ -154,7 +159,10 @@ class DomainInvariance(Regularizer):
         if cfg.image_gan > 0:
             width = cfg.image_gan_width or int(getattr(run_cfg.model, "width", 8))
             image_critic = ImageCritic(image_shape[0], image_shape[1], width)
-        return cls(cfg, backbone, image_critic)
+        reg = cls(cfg, backbone, image_critic)
+        if cfg.image_gan_adaptive and reg.image_gan:
+            reg.last_layer = [_last_weight(backbone)]  # a list: a reference, not a second registration
+        return reg
 
     def __init__(self, cfg: DomainConfig, backbone: nn.Module, image_critic: nn.Module | None = None) -> None:
         super().__init__()
@@ -176,6 +184,7 @@ class DomainInvariance(Regularizer):
             part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle + cfg.removal_zero))
             if w > 0)
         self.adversary_steps = int(cfg.disc_steps)
+        self.last_layer: list[torch.Tensor] = []  # the decoder's last weight, with image_gan_adaptive
         self.direct_grads = cfg.direct_update and _mlp_layers(self.discriminator) is not None
 
     def extra_codes(self, z: torch.Tensor, state: dict, batch: dict | None = None) -> torch.Tensor | None:
@@ -229,13 +238,30 @@ class DomainInvariance(Regularizer):
                 images, column = fakes
                 # non-saturating: the critic should call translations real domain-A and removals real domain-B images
                 logits = self.image_critic(images).float().gather(1, column[:, None]).squeeze(1)
-                terms[f"{self.name}/image_gan"] = self.cfg.image_gan * F.softplus(-logits).mean()
+                gan = F.softplus(-logits).mean()
+                terms[f"{self.name}/image_gan"] = self.cfg.image_gan * self._adaptive_scale(view, gan) * gan
         if self.cfg.match > 0:
             is_a = _domains(view) > 0.5
             if is_a.sum() > 1 and (~is_a).sum() > 1:
                 flat = view.out["content"].float().flatten(1)
                 terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
+
+    def _adaptive_scale(self, view: StepView, gan: torch.Tensor) -> torch.Tensor | float:
+        """min(1, |grad rec| / |grad gan|) on the decoder's last weight (detached; 1 without image_gan_adaptive)."""
+        if not self.last_layer or not torch.is_grad_enabled():
+            return 1.0
+        weight = self.last_layer[0]
+        rec = (view.out["recon"].float() - view.x.float()).pow(2).mean()
+        g_rec = torch.autograd.grad(rec, weight, retain_graph=True)[0]
+        g_gan = torch.autograd.grad(gan, weight, retain_graph=True)[0]
+        scale = (g_rec.float().norm() / (g_gan.float().norm() + 1e-4)).clamp(max=1.0).detach()
+        view.state.setdefault(self.name, {})["image_gan_scale"] = scale
+        return scale
+
+    def log_terms(self, view: StepView) -> dict[str, torch.Tensor]:
+        scale = view.state.get(self.name, {}).get("image_gan_scale")
+        return {} if scale is None else {f"{self.name}/image_gan_scale": scale}
 
     def _image_fakes(self, view: StepView) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(translations then removals, the critic's column judging each: 0 domain A, 1 domain B), or None."""
@@ -331,6 +357,14 @@ class DomainInvariance(Regularizer):
         loss = F.binary_cross_entropy_with_logits(logits, domain, weight, reduction="sum")
         accuracy = ((logits > 0) == is_a).float().mean()
         return {PLAYER: loss, f"{PLAYER}/accuracy": accuracy.detach()}
+
+
+def _last_weight(backbone: nn.Module) -> torch.Tensor:
+    """The weight of the decoder's last conv or linear layer (where VQGAN balances its two gradients)."""
+    layers = [m for m in backbone.decoder.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    if not layers:
+        raise ConfigError("regularizers.domain.image_gan_adaptive needs a decoder with a conv or linear layer")
+    return layers[-1].weight
 
 
 def _mlp_layers(discriminator: nn.Module) -> list[tuple[nn.Linear, float | None]] | None:
