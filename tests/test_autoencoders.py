@@ -159,3 +159,33 @@ def test_coord_channels_only_where_the_decoder_has_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model.coord_channels" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_attribute_film_lets_the_attribute_code_reach_every_decoder_layer():
+    """model.attribute_film: the global attribute code scales and shifts every hidden conv of the acai decoder.
+    Its maps start at zero (the decoder is the plain one at init), a zero code never changes anything (a removal
+    stays a removal), a non-zero one changes the output through every modulated layer, and it is a config error
+    where there is no global code or no acai decoder."""
+    from nonvae.errors import ConfigError
+
+    torch.manual_seed(0)
+    cfg = dict(width=4, latent_width=4, content_dim=4, attribute_dim=2, attribute_code="global",
+               attribute_pool="linear")
+    film = SplitAutoencoder(SplitModel(**cfg, attribute_film=True), (1, 16, 16))
+    dec = film.decoder
+    convs = [m for m in dec.net if isinstance(m, torch.nn.Conv2d)]
+    assert len(dec.film) == len(convs) - 1  # every conv but the output one
+    z = torch.randn(3, 6, 4, 4)
+    assert torch.equal(dec(z), dec.net(z))  # zero-initialised maps: the plain decoder
+    for m in dec.film:
+        torch.nn.init.normal_(m.weight, 0.0, 0.5)
+    removal = z.clone()
+    removal[:, 4:] = 0
+    assert torch.allclose(dec(removal), dec.net(removal), atol=1e-6)  # a zero attribute code modulates nothing
+    assert not torch.allclose(dec(z), dec.net(z), atol=1e-3)
+    x = torch.rand(2, 1, 16, 16)
+    film(x)["recon"].pow(2).mean().backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in dec.film)
+    for bad in (dict(cfg, attribute_code="spatial"), dict(cfg, arch="press", latent_width=2, content_dim=6)):
+        with pytest.raises(ConfigError, match="model.attribute_film"):
+            SplitAutoencoder(SplitModel(**bad, attribute_film=True), (1, 16, 16))

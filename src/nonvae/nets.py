@@ -91,10 +91,14 @@ class ConvDecoder(nn.Module):
     """z (N, latent, h, w) -> x (N, C, h * 2^scales, w * 2^scales), linear output (no tanh).
 
     ``coords``: every conv also sees the pixel coordinates (:class:`CoordChannels`).
+    ``film``: the last ``film`` channels of z (a split backbone's attribute code) also scale and shift every hidden
+    conv's output channels (FiLM, Perez et al. 2018; MUNIT's global style code does the same through AdaIN):
+    h -> h * (1 + A a) + B a with a the flattened attribute channels and A, B bias-free maps that start at zero,
+    so a zero attribute code leaves the decoder as it is and the code reaches every layer, not only the input.
     """
 
     def __init__(self, channels: int, width: int, scales: int, latent: int, out_activation: str = "none",
-                 coords: bool = False):
+                 coords: bool = False, film: int = 0, grid: tuple[int, int] = (1, 1)):
         super().__init__()
 
         def conv(cin: int, cout: int) -> list[nn.Module]:
@@ -112,9 +116,29 @@ class ConvDecoder(nn.Module):
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
         reference_init(self)
+        self.film_channels = film
+        self.film = nn.ModuleList()
+        self.film_after: list[int] = []  # indices in net of the convs whose output is modulated
+        if film:
+            convs = [i for i, m in enumerate(self.net) if isinstance(m, nn.Conv2d)][:-1]  # not the output conv
+            for i in convs:
+                modulation = nn.Linear(film * grid[0] * grid[1], 2 * self.net[i].out_channels, bias=False)
+                nn.init.zeros_(modulation.weight)
+                self.film.append(modulation)
+            self.film_after = convs
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        if not self.film_channels:
+            return self.net(z)
+        code = z[:, -self.film_channels:].flatten(1)
+        k, h = 0, z
+        for i, layer in enumerate(self.net):
+            h = layer(h)
+            if k < len(self.film_after) and i == self.film_after[k]:
+                scale, shift = self.film[k](code).unsqueeze(-1).unsqueeze(-1).chunk(2, 1)
+                h = h * (1 + scale) + shift
+                k += 1
+        return h
 
 
 class ConvCritic(nn.Module):

@@ -54,6 +54,9 @@ class SplitModel(ModelConfig):
     # acai arch: every decoder conv also sees each pixel's coordinates (CoordConv), so a global attribute code
     # can say where to draw (see docs/benchmarks/disentangle.md)
     coord_channels: bool = False
+    # acai arch, global E2: the attribute code also scales and shifts every hidden decoder conv's channels (FiLM, as
+    # MUNIT's AdaIN does with its global style code), instead of entering at the decoder's input only
+    attribute_film: bool = False
 
 
 class GlobalAttribute(nn.Module):
@@ -116,6 +119,9 @@ class SplitAutoencoder(Backbone):
         if cfg.attribute_spread != "linear" and cfg.attribute_code != "global":
             raise ConfigError(f"model.attribute_spread: {cfg.attribute_spread} applies to model.attribute_code: global "
                               "only (a spatial E2 is not spread); drop it or set model.attribute_code=global")
+        if cfg.attribute_film and (cfg.arch != "acai" or cfg.attribute_code != "global"):
+            raise ConfigError("model.attribute_film applies to model.arch: acai with model.attribute_code: global "
+                              "only; drop it or set both")
         if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
             self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
             self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),
@@ -126,7 +132,8 @@ class SplitAutoencoder(Backbone):
             self.content_encoder = ConvEncoder(c, cfg.width, scales, content)
             self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
             self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation,
-                                       coords=cfg.coord_channels)
+                                       coords=cfg.coord_channels, film=attribute if cfg.attribute_film else 0,
+                                       grid=(h >> scales, w >> scales))
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
         if cfg.attribute_code == "global":
             self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:],

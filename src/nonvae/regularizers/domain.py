@@ -361,7 +361,9 @@ class DomainInvariance(Regularizer):
 
 def _last_weight(backbone: nn.Module) -> torch.Tensor:
     """The weight of the decoder's last conv or linear layer (where VQGAN balances its two gradients)."""
-    layers = [m for m in backbone.decoder.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    modules = list(backbone.decoder.modules())
+    layers = [m for m in modules if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)] or \
+        [m for m in modules if isinstance(m, nn.Linear)]  # the output conv (not a FiLM map), else an MLP's last
     if not layers:
         raise ConfigError("regularizers.domain.image_gan_adaptive needs a decoder with a conv or linear layer")
     return layers[-1].weight
