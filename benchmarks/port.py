@@ -136,14 +136,16 @@ class DisentanglePort:
     translation decoded and encoded again, target detached): Benaim et al. (ICCV 2019), as the shipped
     attributes config trains; with ``image_gan``, their image critic too: ``critic`` (two logits per image, domain
     A and B, averaged over its grid) learns reconstructions as real and the translations and removals
-    G(E1(a), 0) as fake, and the autoencoder gets ``image_gan`` x the non-saturating loss of those.
+    G(E1(a), 0) as fake, and the autoencoder gets ``image_gan`` x the non-saturating loss of those; with
+    ``image_gan_adaptive`` that weight is a capped ratio of gradient norms, image_gan x min(1, |grad recon| /
+    |grad gan|) on the decoder's last conv weight (VQGAN's adaptive weight).
     ``last`` holds the step's loss terms (checked against nonvae's in the tests).
     """
 
     def __init__(self, e1: nn.Module, e2: nn.Module, decoder: nn.Module, content_features: int, hidden: int,
                  lr: float, weight: float, target: float | None, clip: float = 5.0, disc_steps: int = 1,
                  zero_b: float = 0.0, attribute_cycle: float = 0.0, image_gan: float = 0.0,
-                 critic: nn.Module | None = None) -> None:
+                 critic: nn.Module | None = None, image_gan_adaptive: bool = False) -> None:
         self.e1, self.e2, self.decoder = e1, e2, decoder
         self.disc = nn.Sequential(nn.Linear(content_features, hidden), nn.LeakyReLU(LEAK), nn.Linear(hidden, 1))
         ae_params = [*e1.parameters(), *e2.parameters(), *decoder.parameters()]
@@ -152,6 +154,7 @@ class DisentanglePort:
         self.weight, self.target, self.clip = weight, target, clip
         self.disc_steps, self.zero_b, self.attribute_cycle = disc_steps, zero_b, attribute_cycle
         self.image_gan, self.critic = image_gan, critic if image_gan > 0 else None
+        self.adaptive = image_gan_adaptive
         if self.critic is not None:
             self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.999))
         self.last: dict[str, float] = {}
@@ -185,7 +188,14 @@ class DisentanglePort:
             fakes = torch.cat([translation, removal])
             fake_column = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(len(ia), dtype=torch.long)])
             self.critic.requires_grad_(False)
-            terms["image_gan"] = self.image_gan * F.softplus(-self._critic_logits(fakes, fake_column)).mean()
+            gan = F.softplus(-self._critic_logits(fakes, fake_column)).mean()
+            scale = 1.0
+            if self.adaptive:  # the critic's pull on the output conv at most image_gan x the reconstruction's
+                out_weight = [m for m in self.decoder.modules() if isinstance(m, nn.Conv2d)][-1].weight
+                g_rec = torch.autograd.grad(terms["recon"], out_weight, retain_graph=True)[0].norm()
+                g_gan = torch.autograd.grad(gan, out_weight, retain_graph=True)[0].norm()
+                scale = (g_rec / (g_gan + 1e-4)).clamp(max=1.0).detach()
+            terms["image_gan"] = self.image_gan * scale * gan
         loss_ae = sum(terms.values())
         self.opt_ae.zero_grad()
         loss_ae.backward()
@@ -219,7 +229,8 @@ class DisentanglePort:
 
 # the shipped attributes recipe's extra work per step (configs/attributes/disentangle.yaml), and Press et al.'s
 # loss alone (one discriminator update, no extra terms)
-RECIPES = {"shipped": {"weight": 0.03, "disc_steps": 5, "zero_b": 1.0, "attribute_cycle": 1.0, "image_gan": 0.03},
+RECIPES = {"shipped": {"weight": 0.03, "disc_steps": 5, "zero_b": 1.0, "attribute_cycle": 1.0, "image_gan": 0.1,
+                       "image_gan_adaptive": True},
            "official": {"weight": 0.03, "disc_steps": 1, "zero_b": 0.0, "attribute_cycle": 0.0, "image_gan": 0.0}}
 
 
@@ -227,7 +238,7 @@ def build_port(config: str, size: int, recipe: str = "shipped"):
     """The port of one benchmarked config (dataset/method) at ``size`` px, with the networks of the shipped config.
 
     ``recipe`` (attributes/disentangle): 'shipped' trains as the config does (lambda 0.03, 5 discriminator updates,
-    zero_b, attribute_cycle, the image critic at 0.03), 'official' Press et al.'s loss only (at the config's lambda).
+    zero_b, attribute_cycle, the image critic at 0.1 with the adaptive weight), 'official' Press et al.'s loss only (at the config's lambda).
     """
     if config == "lines/acai":
         return AcaiPort(1, size, width=16, latent_width=2, latent=16, lr=1e-4)
