@@ -238,7 +238,8 @@ def build_port(config: str, size: int, recipe: str = "shipped"):
     """The port of one benchmarked config (dataset/method) at ``size`` px, with the networks of the shipped config.
 
     ``recipe`` (attributes/disentangle): 'shipped' trains as the config does (lambda 0.03, 5 discriminator updates,
-    zero_b, attribute_cycle, the image critic at 0.1 with the adaptive weight), 'official' Press et al.'s loss only (at the config's lambda).
+    zero_b, attribute_cycle, the image critic at 0.1 with the adaptive weight), 'official' Press et al.'s loss only
+    (at the config's lambda).
     """
     if config == "lines/acai":
         return AcaiPort(1, size, width=16, latent_width=2, latent=16, lr=1e-4)

@@ -37,7 +37,9 @@ in the shipped config).
 with one logit per domain learns the batch's reconstructions as real and the decoded translations G(E1(b), E2(a))
 (judged as domain A) and removals G(E1(a), 0) (judged as domain B) as fake; the autoencoder gets ``image_gan`` x
 the non-saturating GAN loss of those. Reconstructions stand in for the inputs so the critic learns the attribute,
-not the decoder's blur. It is updated once per step, on the first of the ``disc_steps`` updates.
+not the decoder's blur. It is updated once per step, on the first of the ``disc_steps`` updates. With
+``image_gan_adaptive`` the term weighs ``image_gan`` x min(1, |grad recon| / |grad critic|) on the decoder's output
+conv (VQGAN's adaptive weight, capped), so on data the autoencoder reconstructs well it shrinks with the error.
 
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
