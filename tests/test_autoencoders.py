@@ -161,7 +161,7 @@ def test_coord_channels_only_where_the_decoder_has_them(tmp_path, capsys):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_attribute_film_lets_the_attribute_code_reach_every_decoder_layer():
+def test_attribute_film_lets_the_attribute_code_reach_every_decoder_layer(tmp_path, capsys):
     """model.attribute_film: the global attribute code scales and shifts every hidden conv of the acai decoder.
     Its maps start at zero (the decoder is the plain one at init), a zero code never changes anything (a removal
     stays a removal), a non-zero one changes the output through every modulated layer, and it is a config error
@@ -189,3 +189,10 @@ def test_attribute_film_lets_the_attribute_code_reach_every_decoder_layer():
     for bad in (dict(cfg, attribute_code="spatial"), dict(cfg, arch="press", latent_width=2, content_dim=6)):
         with pytest.raises(ConfigError, match="model.attribute_film"):
             SplitAutoencoder(SplitModel(**bad, attribute_film=True), (1, 16, 16))
+    from nonvae.cli import main  # through the CLI: one line naming the key, no run directory written
+
+    assert main(["train", "attributes/disentangle", "--run-dir", str(tmp_path / "run"), "--set", "data.base=digits",
+                 "--set", "model.attribute_code=spatial", "--set", "model.attribute_film=true"]) == 2
+    err = capsys.readouterr().err
+    assert "model.attribute_film" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
