@@ -650,10 +650,11 @@ def markdown(result: dict) -> str:
 
 
 # The shipped attributes config does more work per step than Press et al.'s loss (5 discriminator updates,
-# zero_b, the attribute cycle); the port trains the same recipe as the row's nonvae side (port.RECIPES, checked
-# term by term in tests/test_port.py): as shipped, and both with Press et al.'s loss alone.
+# zero_b, the attribute cycle, the image critic); the port trains the same recipe as the row's nonvae side
+# (port.RECIPES, checked term by term in tests/test_port.py with these very overrides): as shipped, and both with
+# Press et al.'s loss alone.
 ATTRIBUTES_PORT_LOSS = {"regularizers.domain.disc_steps": 1, "regularizers.domain.zero_b": 0.0,
-                        "regularizers.domain.attribute_cycle": 0.0}
+                        "regularizers.domain.attribute_cycle": 0.0, "regularizers.domain.image_gan": 0.0}
 # (config, px, batch per domain, overrides, the port's recipe): the defaults, and lines/acai with bf16 switched
 # on (its config keeps fp32 for quality, see configs/lines/acai.yaml) to show what bf16 would buy
 HEADLINE = [("lines/acai", 32, 64, {}, "shipped"), ("lines/acai", 32, 64, {"train.precision": "bf16"}, "shipped"),
