@@ -87,6 +87,32 @@ class CoordChannels(nn.Module):
         return torch.cat([x, xs, ys], 1)
 
 
+class AttributeRenderer(nn.Module):
+    """A global attribute code drawn straight onto a full-resolution map, per pixel from its coordinates.
+
+    The first layer's weights on the pixel's column and row are themselves linear maps of the code: unit i computes
+    p_i(c) x + q_i(c) y + r_i(c), a straight edge whose direction and offset the code sets (a band's angle and
+    offset, a patch's corner), and two 1x1 layers combine the edges into the shape. Everything is bias-free, so a
+    zero code (the domain without the attribute) draws a zero map. The decoder's 4x4 grid, upsampled by nearest
+    neighbours through 8 channels, cannot place a 2-pixel line at any angle; this path can.
+    """
+
+    def __init__(self, code_features: int, hidden: int, out_channels: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.edges = nn.Linear(code_features, 3 * hidden, bias=False)
+        self.mix = nn.Sequential(_act(), nn.Conv2d(hidden, hidden, 1, bias=False), _act(),
+                                 nn.Conv2d(hidden, out_channels, 1, bias=False))
+        reference_init(self)
+
+    def forward(self, code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        h, w = size
+        ys = torch.linspace(-1.0, 1.0, h, device=code.device, dtype=code.dtype).view(1, 1, h, 1)
+        xs = torch.linspace(-1.0, 1.0, w, device=code.device, dtype=code.dtype).view(1, 1, 1, w)
+        p, q, r = self.edges(code).unsqueeze(-1).unsqueeze(-1).chunk(3, 1)
+        return self.mix(p * xs + q * ys + r)
+
+
 class ConvDecoder(nn.Module):
     """z (N, latent, h, w) -> x (N, C, h * 2^scales, w * 2^scales), linear output (no tanh).
 
@@ -95,11 +121,16 @@ class ConvDecoder(nn.Module):
     conv's output channels (FiLM, Perez et al. 2018; MUNIT's global style code does the same through AdaIN):
     h -> h * (1 + A a) + B a with a the flattened attribute channels and A, B bias-free maps that start at zero,
     so a zero attribute code leaves the decoder as it is and the code reaches every layer, not only the input.
+    ``render``: hidden units of an :class:`AttributeRenderer` that draws the last ``attribute`` channels of z at full
+    resolution; its ``attribute`` output channels join the input of the last two convs (0: none).
     """
 
     def __init__(self, channels: int, width: int, scales: int, latent: int, out_activation: str = "none",
-                 coords: bool = False, film: int = 0, grid: tuple[int, int] = (1, 1)):
+                 coords: bool = False, film: int = 0, grid: tuple[int, int] = (1, 1), render: int = 0,
+                 attribute: int = 0):
         super().__init__()
+        if render and not attribute:
+            raise ValueError("render needs the number of attribute channels")
 
         def conv(cin: int, cout: int) -> list[nn.Module]:
             return [CoordChannels(), _conv(cin + 2, cout, 3)] if coords else [_conv(cin, cout, 3)]
@@ -111,11 +142,14 @@ class ConvDecoder(nn.Module):
             layers += [*conv(cin, cout), _act(), *conv(cout, cout), _act()]
             layers += [nn.Upsample(scale_factor=2, mode="nearest")]
             cin = cout
-        layers += [*conv(cin, width), _act(), *conv(width, channels)]
+        self.render_at = len(layers)  # the renderer's map joins the input of the layers from here on
+        layers += [*conv(cin + (attribute if render else 0), width), _act(), *conv(width, channels)]
         if out_activation == "tanh":
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
         reference_init(self)
+        self.attribute_channels = attribute
+        self.renderer = AttributeRenderer(attribute * grid[0] * grid[1], render, attribute) if render else None
         self.film_channels = film
         self.film = nn.ModuleList()
         self.film_after: list[int] = []  # indices in net of the convs whose output is modulated
@@ -128,11 +162,13 @@ class ConvDecoder(nn.Module):
             self.film_after = convs
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.film_channels:
+        if not self.film_channels and self.renderer is None:
             return self.net(z)
-        code = z[:, -self.film_channels:].flatten(1)
+        code = z[:, -(self.film_channels or self.attribute_channels):].flatten(1)
         k, h = 0, z
         for i, layer in enumerate(self.net):
+            if i == self.render_at and self.renderer is not None:
+                h = torch.cat([h, self.renderer(code, h.shape[2:])], 1)
             h = layer(h)
             if k < len(self.film_after) and i == self.film_after[k]:
                 scale, shift = self.film[k](code).unsqueeze(-1).unsqueeze(-1).chunk(2, 1)

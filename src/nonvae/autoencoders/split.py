@@ -57,6 +57,9 @@ class SplitModel(ModelConfig):
     # acai arch, global E2: the attribute code also scales and shifts every hidden decoder conv's channels (FiLM, as
     # MUNIT's AdaIN does with its global style code), instead of entering at the decoder's input only
     attribute_film: bool = False
+    # acai arch, global E2: hidden units of a renderer that also draws the attribute code at full resolution from each
+    # pixel's coordinates (nets.AttributeRenderer), for thin shapes the 4x4 grid cannot place (0: off)
+    attribute_render: int = non_negative(0)
 
 
 class GlobalAttribute(nn.Module):
@@ -122,6 +125,9 @@ class SplitAutoencoder(Backbone):
         if cfg.attribute_film and (cfg.arch != "acai" or cfg.attribute_code != "global"):
             raise ConfigError("model.attribute_film applies to model.arch: acai with model.attribute_code: global "
                               "only; drop it or set both")
+        if cfg.attribute_render and (cfg.arch != "acai" or cfg.attribute_code != "global"):
+            raise ConfigError("model.attribute_render applies to model.arch: acai with model.attribute_code: global "
+                              "only; drop it or set both")
         if cfg.arch == "press":  # Press et al.'s 4x4 stride-2 convs (the CelebA configuration)
             self.content_encoder = PressEncoder(c, press_content_widths(cfg.width, scales, content), cfg.norm)
             self.attribute_encoder = PressEncoder(c, press_attribute_widths(cfg.width, scales, attribute),
@@ -133,7 +139,8 @@ class SplitAutoencoder(Backbone):
             self.attribute_encoder = ConvEncoder(c, cfg.width, scales, attribute)
             self.decoder = ConvDecoder(c, cfg.width, scales, content + attribute, cfg.out_activation,
                                        coords=cfg.coord_channels, film=attribute if cfg.attribute_film else 0,
-                                       grid=(h >> scales, w >> scales))
+                                       grid=(h >> scales, w >> scales), render=cfg.attribute_render,
+                                       attribute=attribute)
         self.latent_shape = (content + attribute, h >> scales, w >> scales)
         if cfg.attribute_code == "global":
             self.attribute_encoder = GlobalAttribute(self.attribute_encoder, attribute, self.latent_shape[1:],
