@@ -196,3 +196,55 @@ def test_attribute_film_lets_the_attribute_code_reach_every_decoder_layer(tmp_pa
     err = capsys.readouterr().err
     assert "model.attribute_film" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_attribute_render_draws_the_attribute_code_at_full_resolution(tmp_path, capsys):
+    """model.attribute_render: a coordinate renderer turns the global attribute code into a full-resolution map
+    that joins the decoder's last two convs. A zero code (a removal, a domain-B image) draws nothing, so the
+    decoder output then depends on the content channels alone; a non-zero code changes the output through it; the
+    renderer's edges are straight lines the code places (one unit alone is a half-plane); it trains; and it is a
+    config error where there is no global code or no acai decoder."""
+    from nonvae.errors import ConfigError
+    from nonvae.nets import AttributeRenderer
+
+    torch.manual_seed(0)
+    cfg = dict(width=4, latent_width=4, content_dim=4, attribute_dim=2, attribute_code="global",
+               attribute_pool="linear")
+    model = SplitAutoencoder(SplitModel(**cfg, attribute_render=8), (1, 16, 16))
+    dec = model.decoder
+    last_two = [m for m in dec.net if isinstance(m, torch.nn.Conv2d)][-2:]
+    assert last_two[0].in_channels == 4 + 2  # width + the renderer's attribute-dim channels
+    z = torch.randn(3, 6, 4, 4)
+    code = z[:, 4:].flatten(1)
+    assert dec.renderer(code, (16, 16)).shape == (3, 2, 16, 16)
+    with torch.no_grad():
+        assert float(dec.renderer(torch.zeros_like(code), (16, 16)).abs().max()) == 0.0
+    removal = z.clone()
+    removal[:, 4:] = 0
+    with torch.no_grad():
+        removed = dec(removal)
+        dec.renderer.mix[-1].weight.zero_()  # the map says nothing: only the grid's attribute channels are left
+        silent = dec(z)
+        torch.nn.init.normal_(dec.renderer.mix[-1].weight, 0.0, 1.0)
+        assert not torch.allclose(dec(z), silent, atol=1e-4)  # the map reaches the output ...
+        assert torch.equal(dec(removal), removed)  # ... but not where the code is zero, whatever its weights
+    # one unit on its own: p x + q y + r > 0 is a half-plane whose edge the code sets
+    one = AttributeRenderer(1, 1, 1)
+    with torch.no_grad():
+        one.edges.weight.copy_(torch.tensor([[1.0], [0.0], [0.0]]))  # p = c, q = r = 0: the edge x = 0
+        one.mix[1].weight.fill_(1.0)
+        one.mix[3].weight.fill_(1.0)
+        img = one(torch.ones(1, 1), (8, 8))[0, 0]
+    assert bool((img[:, 4:] > 0.1).all()) and bool((img[:, :4].abs() < 0.1).all())
+    x = torch.rand(2, 1, 16, 16)
+    model(x, torch.tensor([1, 1]))["recon"].pow(2).mean().backward()
+    assert dec.renderer.edges.weight.grad is not None and dec.renderer.edges.weight.grad.abs().sum() > 0
+    for bad in (dict(cfg, attribute_code="spatial"), dict(cfg, arch="press", latent_width=2, content_dim=6)):
+        with pytest.raises(ConfigError, match="model.attribute_render"):
+            SplitAutoencoder(SplitModel(**bad, attribute_render=8), (1, 16, 16))
+    from nonvae.cli import main
+
+    assert main(["train", "attributes/disentangle", "--run-dir", str(tmp_path / "run"), "--set", "data.base=digits",
+                 "--set", "model.attribute_code=spatial", "--set", "model.attribute_render=16"]) == 2
+    err = capsys.readouterr().err
+    assert "model.attribute_render" in err and "Traceback" not in err

@@ -43,8 +43,9 @@ class SplitModel(ModelConfig):
     attribute_code: Literal["spatial", "global"] = "spatial"
     # global only: how E2's grid output becomes the vector: 'mean' over the grid (position-blind: a patch in a
     # corner and in the opposite corner give nearly the same vector) or 'linear', a learned linear map of the
-    # flattened grid (knows where things are)
-    attribute_pool: Literal["mean", "linear"] = "mean"
+    # flattened grid (knows where things are), or 'mlp': a hidden layer of 16 x dim units and a leaky ReLU between
+    # two bias-free linear maps (a thin band's angle is not a linear function of where on the grid it was seen)
+    attribute_pool: Literal["mean", "linear", "mlp"] = "mean"
     # global only: how the vector is spread over the grid: 'linear' (W v) or 'mlp' (a hidden layer of 16 x dim
     # units and a leaky ReLU between two bias-free linear maps: still zero for a zero vector, and still dim numbers
     # per image, but the grid can depend on them non-linearly, e.g. a thin band's angle and offset)
@@ -76,14 +77,11 @@ class GlobalAttribute(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dim, self.grid = dim, grid
-        self.pool = nn.Linear(dim * grid[0] * grid[1], dim, bias=False) if pool == "linear" else None
         cells = dim * grid[0] * grid[1]
+        self.pool = (nn.Linear(cells, dim, bias=False) if pool == "linear" else
+                     _bias_free_mlp(cells, 16 * dim, dim) if pool == "mlp" else None)
         if spread == "mlp":
-            hidden = 16 * dim
-            first, last = nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, cells, bias=False)
-            nn.init.normal_(first.weight, 0.0, 1.0 / math.sqrt(dim))
-            nn.init.normal_(last.weight, 0.0, 1.0 / math.sqrt(hidden))
-            self.spread: nn.Module = nn.Sequential(first, nn.LeakyReLU(0.2), last)
+            self.spread: nn.Module = _bias_free_mlp(dim, 16 * dim, cells)
         else:
             self.spread = nn.Linear(dim, cells, bias=False)
             nn.init.normal_(self.spread.weight, 0.0, 1.0 / math.sqrt(dim))
@@ -95,6 +93,14 @@ class GlobalAttribute(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spread(self.vector(x)).view(len(x), self.dim, *self.grid)
+
+
+def _bias_free_mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """Two bias-free linear maps with a leaky ReLU between them: still zero for a zero input."""
+    first, last = nn.Linear(inputs, hidden, bias=False), nn.Linear(hidden, outputs, bias=False)
+    nn.init.normal_(first.weight, 0.0, 1.0 / math.sqrt(inputs))
+    nn.init.normal_(last.weight, 0.0, 1.0 / math.sqrt(hidden))
+    return nn.Sequential(first, nn.LeakyReLU(0.2), last)
 
 
 class SplitAutoencoder(Backbone):
