@@ -23,7 +23,8 @@ from .conftest import REPO, tiny_overrides
 
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
                  "content_acc", "attribute_gain", "render_gain",
-                 "class_kept", "class_kept_exact", "removal_residual")
+                 "class_kept", "class_kept_exact", "removal_residual", "overlay_r2_content",
+                 "overlay_r2_attribute")
 
 
 def test_shipped_configs():
@@ -343,7 +344,26 @@ def test_training_run_and_transfer_metrics(tiny_run):
         assert 0 <= metrics[f"transfer/{key}"] <= 1
     for key in ("removal_mse", "transfer_mse", "removal_residual", "recon_mse_a", "recon_mse_b"):
         assert np.isfinite(metrics[f"transfer/{key}"]) and metrics[f"transfer/{key}"] >= 0
-    assert metrics["transfer/attribute_r2"] <= 1
+    for key in ("attribute_r2", "overlay_r2_content", "overlay_r2_attribute"):
+        assert metrics[f"transfer/{key}"] <= 1, key
+
+
+def test_overlay_r2_weighs_pixels_by_their_variance():
+    """overlay_r2_*: R^2 over the overlay's pixels weighted by their variance, so a code that predicts the pixels
+    where the attribute is (high variance) scores near 1 even if it cannot predict the near-constant ones, where a
+    plain average over pixels would read 0.5; a code that knows nothing scores about 0 either way."""
+    from nonvae.evaluate.probe import linear_regression_r2
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 3))
+    target = np.stack([5.0 * z[:, 0], 0.01 * rng.normal(size=400)], 1)  # an attribute pixel, a constant-ish one
+    fit, test = slice(0, 300), slice(300, 400)
+    weighted = linear_regression_r2(z[fit], target[fit], z[test], target[test], multioutput="variance_weighted")
+    plain = linear_regression_r2(z[fit], target[fit], z[test], target[test])
+    assert weighted > 0.99 and 0.4 < plain < 0.6
+    noise = rng.normal(size=(400, 3))
+    blind = linear_regression_r2(noise[fit], target[fit], noise[test], target[test], multioutput="variance_weighted")
+    assert blind < 0.1
 
 
 def test_render_gain_is_the_gain_of_the_donors_own_reconstruction(tiny_run):

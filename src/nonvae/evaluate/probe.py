@@ -200,12 +200,15 @@ def kmeans_accuracy(
     return {"kmeans/accuracy": hungarian_accuracy(y, pred)}
 
 
-def linear_regression_r2(train_z: Any, train_t: Any, test_z: Any, test_t: Any, alpha: float = 1e-6) -> float:
+def linear_regression_r2(train_z: Any, train_t: Any, test_z: Any, test_t: Any, alpha: float = 1e-6,
+                         multioutput: str = "uniform_average") -> float:
     """Test R^2 (averaged over target columns) of a near-unregularised linear map latents -> targets.
 
     Used by disentanglement metrics to ask how linearly a factor (or another code) can be read
     from latents. The tiny ridge ``alpha`` only guards against collinear latent units; latents
     are standardised on the training split so ``alpha`` means the same at every latent scale.
+    ``multioutput`` 'variance_weighted' weighs each target column by its variance (for pixels: the share of
+    the whole image's variance explained, so near-constant pixels do not count as much as the rest).
     """
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
@@ -225,7 +228,7 @@ def linear_regression_r2(train_z: Any, train_t: Any, test_z: Any, test_t: Any, a
     scaler = StandardScaler().fit(train_z)
     model = Ridge(alpha=alpha).fit(scaler.transform(train_z).astype(np.float64), train_t)
     pred = model.predict(scaler.transform(test_z).astype(np.float64))
-    return float(r2_score(test_t, pred, multioutput="uniform_average"))
+    return float(r2_score(test_t, pred, multioutput=multioutput))
 
 
 __all__ = [

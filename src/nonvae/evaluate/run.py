@@ -107,6 +107,10 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/clean_recon_mse": reference("the floor: MSE(G(E1(clean a), 0), clean a)", "lower"),
     "transfer/removal_residual": lower("share of the attribute left after zeroing E2 (0: removed)"),
     "transfer/attribute_r2": higher("R^2 of a linear regression from E2 codes to the overlay factors"),
+    "transfer/overlay_r2_content": lower("share of the overlay's (a - clean a) variance a ridge regression reads "
+                                         "from E1(a): how much of the attribute the content code still holds"),
+    "transfer/overlay_r2_attribute": higher("the same from E2(a): how much of the attribute the attribute code "
+                                            "holds"),
     "transfer/transfer_mse": lower("MSE of b with a's attribute against the exact composite"),
     "transfer/attribute_gain": higher("share of the exact attribute a transfer adds: sum <G(E1(b), E2(a)) - "
                                       "G(E1(b), 0), a - clean a> / sum |a - clean a|^2 (1: all of it)"),

@@ -22,6 +22,11 @@ Uses only the split backbone's interface: ``encode_parts(x) -> (content, attribu
   probe. The training discriminator's accuracy is not a measure of leakage: fooling it does not remove
   the information.
 - ``transfer/attribute_r2``: R^2 of a linear regression E2(a) -> overlay factors.
+- ``transfer/overlay_r2_content`` and ``transfer/overlay_r2_attribute``: where the attribute's picture lives.
+  The share of the variance of the overlay a - clean a (pixels, test A images) that a ridge regression reads
+  from E1(a) and from E2(a), fitted on training A images. Kind-agnostic (no factor parametrisation): a code
+  that holds the attribute scores high. E1 should score low and E2 high; E1 above E2 means the content code
+  holds more of the attribute than the attribute code, and the decoder draws it from there.
 - ``transfer/content_acc``: linear-probe class accuracy from E1 codes.
 - ``transfer/class_kept`` (transfers) and ``transfer/class_kept_removal`` (removals): the content's class
   as read by a pixel classifier (PCA-64 + logistic regression) fitted on the images a user has, both domains'
@@ -52,6 +57,7 @@ QUICK_TEST = 512
 QUICK_FIT = 1000
 FULL_FIT = 2000
 PIXEL_FIT = 8000  # images (half per domain) the pixel classifier of class_kept is fitted on (quick: QUICK_FIT)
+OVERLAY_RIDGE = 1.0  # ridge of the overlay_r2 regressions on standardised codes (E1: 320 numbers, ~1,000 images)
 PROBE_ITERS = 150  # L-BFGS iterations of the fresh probes (2 shared cores: keep evaluation short)
 
 
@@ -102,7 +108,7 @@ def _encode_pass(method, ds: ImageSet, index: torch.Tensor, device: torch.device
             out.add(y=batch["y"].float())
         if ground_truth:
             clean = batch["clean"].to(device)
-            out.add(factors=batch["factors"], clean=clean.flatten(1))
+            out.add(factors=batch["factors"], clean=clean.flatten(1), overlay=(x - clean).flatten(1))
         if ground_truth and decodes:
             zeros = torch.zeros_like(attribute)
             removed = decode_parts(method, content, zeros, clamp=False)
@@ -252,6 +258,11 @@ def evaluate_domains(method, data: DataBundle, cfg: Config, device: torch.device
         metrics["transfer/attribute_r2"] = linear_regression_r2(
             fit.get("attribute")[dom_f].numpy(), fit.get("factors")[dom_f].numpy(),
             test.get("attribute")[ta].numpy(), test.get("factors")[ta].numpy())
+        overlay_fit, overlay_test = fit.get("overlay")[dom_f].numpy(), test.get("overlay")[ta].numpy()
+        for key, part in (("overlay_r2_content", "content"), ("overlay_r2_attribute", "attribute")):
+            metrics[f"transfer/{key}"] = linear_regression_r2(
+                fit.get(part)[dom_f].numpy(), overlay_fit, test.get(part)[ta].numpy(), overlay_test,
+                alpha=OVERLAY_RIDGE, multioutput="variance_weighted")
     decoded, targets, pos_b, gain = _transfers(method, test, test_set, test_index, device, bs)
     metrics["transfer/transfer_mse"] = float(_mse(decoded, targets).mean())
     metrics["transfer/attribute_gain"] = gain

@@ -99,6 +99,11 @@ class DomainConfig:
     # decoder's last weight, so its pull never exceeds image_gan x the reconstruction's and shrinks with the
     # reconstruction error (on the digits base 4-10x less than on Fashion-MNIST) instead of outgrowing it
     image_gan_adaptive: bool = False
+    # x mean ((G(E1(b), E2(a)) - G(E1(b), 0)) - sg(G(E1(a), E2(a)) - G(E1(a), 0)))^2 over the translation pairs: a
+    # translation must add to b what a's attribute code adds to a's own reconstruction (the target detached). The
+    # reconstruction's edit may draw on what E1(a) kept of the attribute; a translation has only E2(a) for it, so
+    # E2 has to carry it. Assumes an attribute whose look does not depend on the content (an overlay, glasses)
+    edit_match: float = non_negative(0.0)
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
@@ -178,8 +183,9 @@ class DomainInvariance(Regularizer):
         self.discriminator = Discriminator(features, list(cfg.hidden))
         self.content_channels = channels
         self.image_gan = cfg.image_gan > 0 and image_critic is not None
-        self.translate = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0 or self.image_gan
-        self.removals = cfg.removal_zero > 0 or self.image_gan
+        self.translate = (cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0 or self.image_gan
+                          or cfg.edit_match > 0)
+        self.removals = cfg.removal_zero > 0 or self.image_gan or cfg.edit_match > 0
         self.reencode = cfg.cycle > 0 or cfg.content_cycle > 0 or cfg.attribute_cycle > 0 or cfg.removal_zero > 0
         # one half of the cycle alone: the translations need only that encoder (the other half is not computed)
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
@@ -242,12 +248,29 @@ class DomainInvariance(Regularizer):
                 logits = self.image_critic(images).float().gather(1, column[:, None]).squeeze(1)
                 gan = F.softplus(-logits).mean()
                 terms[f"{self.name}/image_gan"] = self.cfg.image_gan * self._adaptive_scale(view, gan) * gan
+        if self.cfg.edit_match > 0 and self.name in view.decoded:
+            edit = self._edit_mismatch(view)
+            if edit is not None:
+                terms[f"{self.name}/edit_match"] = self.cfg.edit_match * edit
         if self.cfg.match > 0:
             is_a = _domains(view) > 0.5
             if is_a.sum() > 1 and (~is_a).sum() > 1:
                 flat = view.out["content"].float().flatten(1)
                 terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
+
+    def _edit_mismatch(self, view: StepView) -> torch.Tensor | None:
+        """mean ((t - G(E1(b), 0)) - sg(G(E1(a), E2(a)) - G(E1(a), 0)))^2 over the translation pairs (edit_match)."""
+        state = view.state[self.name]
+        n, is_a = state.get("translations", 0), state["is_a"]
+        images = view.decoded[self.name]
+        if not n or len(images) < 2 * n:  # the removals of the pairs' donors follow the translations
+            return None
+        ia, ib = torch.nonzero(is_a).view(-1)[:n], torch.nonzero(~is_a).view(-1)[:n]
+        recon = view.out["recon"].float()
+        added = images[:n].float() - recon[ib]
+        target = (recon[ia] - images[n: 2 * n].float()).detach()
+        return (added - target).pow(2).mean()
 
     def _adaptive_scale(self, view: StepView, gan: torch.Tensor) -> torch.Tensor | float:
         """min(1, |grad rec| / |grad gan|) on the decoder's last weight (detached; 1 without image_gan_adaptive)."""
