@@ -155,6 +155,8 @@ VARIANT_COLUMNS = [
     ("the same, drawn as in reconstruction", "transfer_floor_ratio", ".2f"),
     ("removal residual (≤ 0.2)", "transfer/removal_residual", ".3f"),
     ("leakage (linear)", "transfer/leakage_acc", ".3f"), ("leakage (MLP)", "transfer/leakage_acc_mlp", ".3f"),
+    ("attribute's picture read from E1 (R²)", "transfer/overlay_r2_content", ".2f"),
+    ("from E2 (R²)", "transfer/overlay_r2_attribute", ".2f"),
     ("targets met", "met", ""), ("train s", "train_seconds", ".0f"),
 ]
 
