@@ -124,6 +124,38 @@ def test_removal_zero_reencodes_the_removals():
     assert logs["domain/removal_zero"] > 0 and logs["domain/attribute_cycle"] > 0
 
 
+def test_edit_match_asks_a_translation_to_add_what_the_donors_code_adds_to_its_own_reconstruction():
+    """edit_match x mean ((G(E1(b), E2(a)) - G(E1(b), 0)) - sg(G(E1(a), E2(a)) - G(E1(a), 0)))^2 over the
+    translation pairs, recomputed by hand; the target is detached (no gradient through a's reconstruction or its
+    removal, only through the translation: E2(a) must carry what a's reconstruction draws); it trains."""
+    cfg = tiny_cfg(**{"regularizers.domain.edit_match": 2.0, "regularizers.domain.image_gan": 0.0,
+                      "regularizers.domain.attribute_cycle": 0.0})
+    method = build_method(cfg, (1, 16, 16))
+    ae, reg = method.autoencoder, method.regularizers["domain"]
+    x = torch.rand(7, 1, 16, 16) * 2 - 1
+    domain = torch.tensor([1.0, 0, 1, 0, 0, 1, 1])  # four A, three B: three pairs, four removals
+    content, raw = ae.encode_parts(x)
+    ia, ib = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4])
+    zeros = torch.zeros_like(raw[ia])
+    added = ae.decode(torch.cat([content[ib], raw[ia]], 1)) - ae.decode(torch.cat([content[ib], zeros], 1))
+    own = ae.decode(torch.cat([content[ia], raw[ia]], 1)) - ae.decode(torch.cat([content[ia], zeros], 1))
+    want = 2.0 * (added - own).pow(2).mean()
+    state: dict = {"domain": {}}
+    code = lambda z: reg.extra_codes(z, state["domain"], {"domain": domain})  # noqa: E731
+    out = ae(x, domain, code)
+    assert len(out["extra"]) == 3 + 4
+    view = StepView({"x": x, "domain": domain}, x, {k: v for k, v in out.items() if not k.startswith("extra")},
+                    decoded={"domain": out["extra"]}, state=state)
+    term = reg.loss(view)["domain/edit_match"]
+    assert torch.allclose(term, want, atol=1e-6) and float(term.detach()) > 0
+    # the target is detached: the term's gradient on a's own reconstruction is zero
+    recon = view.out["recon"]
+    grad = torch.autograd.grad(term, recon, retain_graph=True)[0]
+    assert float(grad[ia].abs().max()) == 0.0 and float(grad[ib].abs().max()) > 0
+    logs = method.train_step({"x": x, "domain": domain}, 0, method.build_optimizers())
+    assert logs["domain/edit_match"] > 0
+
+
 def test_image_gan_judges_translations_and_removals_against_reconstructions(tmp_path):
     """image_gan: the decoder is pushed to make a critic call each translation G(E1(b), E2(a)) a domain-A
     reconstruction (column 0) and each removal G(E1(a), 0) a domain-B one (column 1); the critic learns

@@ -41,6 +41,10 @@ not the decoder's blur. It is updated once per step, on the first of the ``disc_
 ``image_gan_adaptive`` the term weighs ``image_gan`` x min(1, |grad recon| / |grad critic|) on the decoder's output
 conv (VQGAN's adaptive weight, capped), so on data the autoencoder reconstructs well it shrinks with the error.
 
+``edit_match`` x mean ((G(E1(b), E2(a)) - G(E1(b), 0)) - sg(G(E1(a), E2(a)) - G(E1(a), 0)))^2 over the translation
+pairs: a translation must add what a's code adds to a's own reconstruction, which the decoder may draw from what
+E1(a) kept of the attribute but a translation cannot (screened on the band and the patch, not shipped).
+
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
 unbiased MMD^2 between the two domains' E1 codes (a non-adversarial pull of the distributions together).
