@@ -93,13 +93,13 @@ class AttributeRenderer(nn.Module):
     The first layer's weights on the pixel's column and row are themselves linear maps of the code: unit i computes
     p_i(c) x + q_i(c) y + r_i(c), a straight edge whose direction and offset the code sets (a band's angle and
     offset, a patch's corner), and two 1x1 layers combine the edges into the shape. Everything is bias-free, so a
-    zero code (the domain without the attribute) draws a zero map. The decoder's 4x4 grid, upsampled by nearest
-    neighbours through 8 channels, cannot place a 2-pixel line at any angle; this path can.
+    zero code (the domain without the attribute) draws a zero map. Built for thin shapes that a 4x4 grid upsampled
+    by nearest neighbours through 8 channels places poorly (model.attribute_render; screened on the synthetic band,
+    where it did not help because E2 did not encode the band: docs/benchmarks/disentangle.md).
     """
 
     def __init__(self, code_features: int, hidden: int, out_channels: int) -> None:
         super().__init__()
-        self.hidden = hidden
         self.edges = nn.Linear(code_features, 3 * hidden, bias=False)
         self.mix = nn.Sequential(_act(), nn.Conv2d(hidden, hidden, 1, bias=False), _act(),
                                  nn.Conv2d(hidden, out_channels, 1, bias=False))
