@@ -69,7 +69,8 @@ class GlobalAttribute(nn.Module):
     The grid code the decoder sees is W v (no bias), so it carries at most ``dim`` numbers per image
     (the official E2 is about 5% of the code) and no per-position shape; a zero vector is a zero map.
     ``pool`` 'mean' averages the grid (blind to where the attribute is), 'linear' maps the flattened grid to
-    the vector (no bias either), so a corner patch's corner or a band's offset can reach the vector.
+    the vector (no bias either), so a corner patch's corner or a band's offset can reach the vector; 'mlp' does
+    that through a bias-free hidden layer. ``spread`` 'mlp' likewise replaces W v by a bias-free MLP of v.
     """
 
     def __init__(self, encoder: nn.Module, dim: int, grid: tuple[int, int], pool: str = "mean",
