@@ -248,3 +248,24 @@ def test_attribute_render_draws_the_attribute_code_at_full_resolution(tmp_path, 
                  "--set", "model.attribute_code=spatial", "--set", "model.attribute_render=16"]) == 2
     err = capsys.readouterr().err
     assert "model.attribute_render" in err and "Traceback" not in err
+
+
+def test_attribute_pool_mlp_is_a_non_linear_map_that_keeps_zero_at_zero():
+    """model.attribute_pool: mlp maps E2's flattened grid to the vector through a bias-free hidden layer: a zero grid
+    gives a zero vector (a domain-B image's E2 can be exactly zero), and, unlike the linear pool, the vector of a sum
+    of grids is not the sum of their vectors; the model trains through it."""
+    from nonvae.autoencoders.split import GlobalAttribute
+
+    torch.manual_seed(0)
+    grid = torch.nn.Identity()  # the pool alone: the "encoder" hands over the grid as it is
+    pools = {kind: GlobalAttribute(grid, 2, (4, 4), pool=kind) for kind in ("linear", "mlp")}
+    g1, g2 = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    for kind, pool in pools.items():
+        with torch.no_grad():
+            assert float(pool.vector(torch.zeros(1, 2, 4, 4)).abs().max()) == 0.0
+            additive = torch.allclose(pool.vector(g1 + g2), pool.vector(g1) + pool.vector(g2), atol=1e-5)
+        assert additive == (kind == "linear"), kind
+    model = SplitAutoencoder(SplitModel(width=4, latent_width=4, content_dim=4, attribute_dim=2,
+                                        attribute_code="global", attribute_pool="mlp"), (1, 16, 16))
+    model(torch.rand(2, 1, 16, 16), torch.tensor([1, 0]))["recon"].pow(2).mean().backward()
+    assert model.attribute_encoder.pool[0].weight.grad.abs().sum() > 0
