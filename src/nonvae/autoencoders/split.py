@@ -59,7 +59,7 @@ class SplitModel(ModelConfig):
     # MUNIT's AdaIN does with its global style code), instead of entering at the decoder's input only
     attribute_film: bool = False
     # acai arch, global E2: hidden units of a renderer that also draws the attribute code at full resolution from each
-    # pixel's coordinates (nets.AttributeRenderer), for thin shapes the 4x4 grid cannot place (0: off)
+    # pixel's coordinates (nets.AttributeRenderer), for thin shapes the 4x4 grid places poorly (0: off)
     attribute_render: int = non_negative(0)
 
 
