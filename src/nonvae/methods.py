@@ -149,6 +149,8 @@ class Method(nn.Module):
             code_fn.reencode = any(reg.reencode for reg in self.regularizers.values())  # type: ignore[attr-defined]
             parts = [reg.reencode_parts for reg in self.regularizers.values() if reg.reencode]
             code_fn.reencode_parts = None if any(p is None for p in parts) else frozenset().union(*parts)  # type: ignore[attr-defined]
+            code_fn.reencode_detached = frozenset().union(  # type: ignore[attr-defined]
+                *(reg.reencode_detached for reg in self.regularizers.values() if reg.reencode))
 
             with self.autocast():
                 out_all = call(AUTOENCODER, x_all, domain_all, code_fn)

@@ -91,11 +91,14 @@ class Backbone(nn.Module):
         out["extra"] = decoded[len(z):]
         if extra is not None and getattr(extra_codes, "reencode", False):
             # codes of the decoded extra codes, unmasked (cycle terms), in this same forward
-            out["extra_codes"] = self._reencode(out["extra"], getattr(extra_codes, "reencode_parts", None))
+            out["extra_codes"] = self._reencode(out["extra"], getattr(extra_codes, "reencode_parts", None),
+                                                getattr(extra_codes, "reencode_detached", frozenset()))
         return out
 
-    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None) -> torch.Tensor:
-        """Codes of decoded images for cycle terms; a backbone with parts may compute only ``parts`` (None: all)."""
+    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None,
+                  detached: frozenset[str] = frozenset()) -> torch.Tensor:
+        """Codes of decoded images for cycle terms; a backbone with parts may compute only ``parts`` (None: all)
+        and read the images detached for the parts in ``detached`` (a plain backbone has no parts: both ignored)."""
         return self._encode(x, None)["z"]
 
 

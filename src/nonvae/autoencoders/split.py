@@ -176,15 +176,23 @@ class SplitAutoencoder(Backbone):
         return {"z": self.combine(content, attribute), "content": content, "attribute": attribute,
                 "attribute_raw": raw}
 
-    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None) -> torch.Tensor:
-        """Only the encoders of ``parts`` run; the channels of the other part are zero."""
-        if not PARTIAL_REENCODE or parts is None or parts >= {"content", "attribute"}:
+    def _reencode(self, x: torch.Tensor, parts: frozenset[str] | None,
+                  detached: frozenset[str] = frozenset()) -> torch.Tensor:
+        """Only the encoders of ``parts`` run; the channels of the other part are zero. The encoders of
+        ``detached`` read ``x`` detached: their terms reach that encoder and not the decoder that drew ``x``."""
+        if not PARTIAL_REENCODE or parts is None:
+            parts = frozenset({"content", "attribute"})
+        if not detached and parts >= {"content", "attribute"}:
             return super()._reencode(x, parts)
-        if "attribute" in parts:
-            attribute = self.attribute_encoder(x)
+
+        def encode(part: str, encoder: nn.Module) -> torch.Tensor | None:
+            return encoder(x.detach() if part in detached else x) if part in parts else None
+
+        content = encode("content", self.content_encoder)
+        attribute = encode("attribute", self.attribute_encoder)
+        if content is None:
             content = attribute.new_zeros(len(x), self.content_channels, *attribute.shape[2:])
-        else:
-            content = self.content_encoder(x)
+        if attribute is None:
             attribute = content.new_zeros(len(x), self.attribute_channels, *content.shape[2:])
         return self.combine(content, attribute)
 

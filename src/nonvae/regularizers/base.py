@@ -59,6 +59,9 @@ class Regularizer(nn.Module):
     # with reencode, on a split backbone: the parts of those codes the terms read ({'content'}, {'attribute'}); the
     # encoders of the others are not run and their channels are zero (None: all)
     reencode_parts: frozenset[str] | None = None
+    # with reencode, on a split backbone: the parts whose encoder reads the decoded images detached, so their terms
+    # train that encoder only, not the decoder that drew the images ({'content'}: see regularizers.domain)
+    reencode_detached: frozenset[str] = frozenset()
     # true: when the method gives it an entry in view.shared (one adversary update per step), ``loss`` leaves
     # there what ``adversary_step`` can reuse from its adversary's forward and backward (ACAI's critic); the
     # trainer turns it off under DDP

@@ -28,6 +28,9 @@ E2(a)) encoding back to the codes that made it: mean (E1(t) - E1(b))^2 + mean (E
 detached. A donor's shape carried by E2 shows up in E1(t) and is penalised there. Its halves are separate
 options: ``content_cycle`` (E1 only) and ``attribute_cycle`` (E2 only: the translation must show a's attribute
 to E2, so the decoder has to draw it on b's content; the shipped synthetic config uses it with ``zero_b``).
+With ``content_cycle_detach`` E1 reads the translations detached: the content half then only teaches E1 to give
+b + attribute the code of b (to read past the attribute, which the discriminator on E1 asks for and does not get:
+a fresh probe still reads the domain from E1), and no longer lets the decoder meet it by drawing less attribute.
 
 ``removal_zero`` x mean E2(G(E1(a), 0))^2 over domain-A images re-encodes the removals beside the translations:
 a removal must show no attribute to E2 (a cheap stand-in for Benaim et al.'s image discriminator; screened, not
@@ -85,6 +88,9 @@ class DomainConfig:
     # the content half of the cycle alone: x mean (E1(G(E1(b), E2(a))) - E1(b))^2 (adding a's attribute must not
     # change the content code), on top of ``cycle``
     content_cycle: float = non_negative(0.0)
+    # true: E1 re-encodes the translations detached, so the content half of the cycle (content_cycle, cycle) trains
+    # E1 to read b's content past the attribute drawn on it, and cannot ask the decoder to draw less of the attribute
+    content_cycle_detach: bool = False
     # the attribute half alone: x mean (E2(G(E1(b), E2(a))) - E2(a))^2 (the translation must show a's attribute
     # to E2: the decoder has to draw it on any content), on top of ``cycle``
     attribute_cycle: float = non_negative(0.0)
@@ -195,6 +201,7 @@ class DomainInvariance(Regularizer):
         self.reencode_parts = None if cfg.cycle > 0 else frozenset(
             part for part, w in (("content", cfg.content_cycle), ("attribute", cfg.attribute_cycle + cfg.removal_zero))
             if w > 0)
+        self.reencode_detached = frozenset({"content"}) if cfg.content_cycle_detach else frozenset()
         self.adversary_steps = int(cfg.disc_steps)
         self.last_layer: list[torch.Tensor] = []  # the decoder's last weight, with image_gan_adaptive
         self.direct_grads = cfg.direct_update and _mlp_layers(self.discriminator) is not None
