@@ -661,3 +661,30 @@ def test_content_cycle_detach_trains_e1_not_the_decoder(detach):
     assert reached(ae.decoder) != detach and reached(ae.attribute_encoder) != detach
     logs = method.train_step({"x": x, "domain": domain}, 0, method.build_optimizers())
     assert logs["domain/content_cycle"] > 0
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_standardize_stops_the_encoders_fooling_the_discriminator_by_shrinking(standardize):
+    """With standardize the discriminator reads E1's codes standardised over the batch: shrinking every code 100x
+    (how the encoders fooled it under 'confuse') leaves its logits, and the encoders' term, unchanged."""
+    cfg = tiny_cfg(**{"regularizers.domain.standardize": standardize, "regularizers.domain.fool": "confuse",
+                      "regularizers.domain.image_gan": 0.0, "regularizers.domain.attribute_cycle": 0.0})
+    method = build_method(cfg, (1, 16, 16))
+    reg = method.regularizers["domain"]
+    content = torch.randn(8, 4, 4, 4)
+    domain = torch.cat([torch.ones(4), torch.zeros(4)])
+    terms = []
+    for scale in (1.0, 0.01):
+        out = {"content": content * scale, "z": content * scale}
+        terms.append(reg.loss(StepView({"x": content, "domain": domain}, content, out))["domain/adv"])
+        logits = reg.discriminator(reg._discriminator_input(content * scale))
+        if scale == 1.0:
+            first = logits
+    assert torch.allclose(logits, first, atol=1e-4) == standardize
+    assert torch.allclose(terms[0], terms[1], atol=1e-6) == standardize
+    if standardize:
+        flat = reg._discriminator_input(content)
+        assert torch.allclose(flat.mean(0), torch.zeros(64), atol=1e-5)
+        assert torch.allclose(flat.std(0), torch.ones(64), atol=1e-4)
+    logs = method.train_step({"x": torch.rand(8, 1, 16, 16) * 2 - 1, "domain": domain}, 0, method.build_optimizers())
+    assert np.isfinite(logs["discriminator"]) and 0 <= logs["discriminator/accuracy"] <= 1

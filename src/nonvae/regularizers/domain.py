@@ -48,6 +48,12 @@ conv (VQGAN's adaptive weight, capped), so on data the autoencoder reconstructs 
 pairs: a translation must add what a's code adds to a's own reconstruction, which the decoder may draw from what
 E1(a) kept of the attribute but a translation cannot (screened on the band and the patch, not shipped).
 
+``standardize`` feeds the discriminator E1's codes standardised per feature over the batch (statistics detached).
+Without it the encoders have a way out that removes no information: shrink the codes until the discriminator's
+logits are near 0 whatever the domain, which is exactly what 'confuse' asks for (with the shipped config E1's rms
+fell 17x against the lambda = 0 ablation, and the discriminator's term sat at lambda x ln 2 while a fresh probe,
+on standardised codes, read the domain at 85-96%).
+
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
 unbiased MMD^2 between the two domains' E1 codes (a non-adversarial pull of the distributions together).
@@ -119,6 +125,10 @@ class DomainConfig:
     # x MMD^2 between the flattened E1 codes of the batch's two domains (Gaussian kernels at 3 bandwidths around
     # the batch's mean squared distance): a non-adversarial pull of the two content-code distributions together
     match: float = non_negative(0.0)
+    # true: the discriminator sees E1's flattened codes standardised per feature with the batch's mean and standard
+    # deviation (both domains, detached), so the encoders cannot fool it by shrinking their codes: under the shipped
+    # 'confuse' target E1's rms fell from 0.76 (lambda = 0) to 0.046, the discriminator's logits near 0 on any input
+    standardize: bool = False
     # discriminator updates per autoencoder step (on the same detached codes)
     disc_steps: int = positive(1)
     # the discriminator's updates with the MLP's backward written out (the same operations and dtypes as autograd's,
@@ -231,7 +241,7 @@ class DomainInvariance(Regularizer):
     def loss(self, view: StepView) -> dict[str, torch.Tensor]:
         _domains(view)  # fail early on one-domain data
         # the discriminator is frozen here (the method turns its grads off); call the raw module
-        logits = self.discriminator(view.out["content"]).float()
+        logits = self.discriminator(self._discriminator_input(view.out["content"])).float()
         fool = F.binary_cross_entropy_with_logits(logits, self._fool_targets(view, logits))
         terms = {f"{self.name}/adv": self.cfg.weight * fool}
         if self.cfg.zero_b > 0 and "attribute_raw" in view.out:
@@ -273,6 +283,16 @@ class DomainInvariance(Regularizer):
                 flat = view.out["content"].float().flatten(1)
                 terms[f"{self.name}/match"] = self.cfg.match * mmd2(flat[is_a], flat[~is_a])
         return terms
+
+    def _discriminator_input(self, content: torch.Tensor) -> torch.Tensor:
+        """The flattened content codes, standardised per feature over the batch (statistics detached) with
+        ``standardize``: what the discriminator reads, in its updates and in the encoders' term alike."""
+        flat = content.flatten(1)
+        if not self.cfg.standardize or len(flat) < 2:
+            return flat
+        stats = flat.detach().float()
+        mean, std = stats.mean(0), stats.std(0).clamp_min(1e-6)
+        return ((flat.float() - mean) / std).to(flat.dtype)
 
     def _edit_mismatch(self, view: StepView) -> torch.Tensor | None:
         """mean ((t - G(E1(b), 0)) - sg(G(E1(a), E2(a)) - G(E1(a), 0)))^2 over the translation pairs (edit_match)."""
@@ -365,7 +385,7 @@ class DomainInvariance(Regularizer):
         if WEIGHTED_BCE:
             return self._adversary_step_weighted(view, call)
         domain = _domains(view)
-        logits = call(PLAYER, view.out["content"]).float()
+        logits = call(PLAYER, self._discriminator_input(view.out["content"])).float()
         is_a = domain > 0.5
         loss = logits.new_zeros(())
         for mask in (is_a, ~is_a):  # the official sum of the per-domain mean BCEs
@@ -386,7 +406,7 @@ class DomainInvariance(Regularizer):
             is_a = domain > 0.5
             count_a = is_a.sum()
             weight = torch.where(is_a, 1.0 / count_a.clamp_min(1), 1.0 / (len(domain) - count_a).clamp_min(1))
-            cache = (view.out["content"].flatten(1).contiguous(), domain, is_a, weight)
+            cache = (self._discriminator_input(view.out["content"]).contiguous(), domain, is_a, weight)
             view.state[self.name]["adversary"] = cache
         codes, domain, is_a, weight = cache
         if DIRECT_BACKWARD and self.direct_grads and not _hooked(self.discriminator):
