@@ -24,7 +24,7 @@ from .conftest import REPO, tiny_overrides
 TRANSFER_KEYS = ("removal_mse", "transfer_mse", "leakage_acc", "leakage_acc_mlp", "attribute_r2",
                  "content_acc", "attribute_gain", "render_gain",
                  "class_kept", "class_kept_exact", "removal_residual", "overlay_r2_content",
-                 "overlay_r2_attribute")
+                 "overlay_r2_attribute", "content_rms")
 
 
 def test_shipped_configs():
@@ -378,6 +378,18 @@ def test_training_run_and_transfer_metrics(tiny_run):
         assert np.isfinite(metrics[f"transfer/{key}"]) and metrics[f"transfer/{key}"] >= 0
     for key in ("attribute_r2", "overlay_r2_content", "overlay_r2_attribute"):
         assert metrics[f"transfer/{key}"] <= 1, key
+
+
+def test_content_rms_follows_the_scale_of_e1(tmp_path):
+    """transfer/content_rms is the scale of E1's codes: halving E1's last layer halves it."""
+    trainer = train(tiny_cfg(**{"train.steps": 1}), tmp_path / "run")
+    before = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu", quick=True)["transfer/content_rms"]
+    last = [m for m in trainer.method.autoencoder.content_encoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(0.5)
+        last.bias.mul_(0.5)
+    after = evaluate(trainer.method, trainer.data, trainer.cfg, "cpu", quick=True)["transfer/content_rms"]
+    assert before > 0 and after == pytest.approx(before / 2, rel=1e-3)
 
 
 def test_overlay_r2_weighs_pixels_by_their_variance():
