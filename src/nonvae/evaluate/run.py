@@ -101,6 +101,8 @@ def hausdorff_evaluator(ctx: EvalContext) -> dict[str, float]:
     "transfer/recon_mse_b": lower("reconstruction MSE of domain B"),
     "transfer/leakage_acc": lower("a fresh linear probe's domain accuracy from content codes (0.5: no leak)"),
     "transfer/leakage_acc_mlp": lower("the same with a small nonlinear probe"),
+    "transfer/content_rms": reference("root mean square of the content codes: the scale a domain discriminator "
+                                      "reads them at (the encoders can shrink it to fool one)"),
     "transfer/content_acc": higher("class accuracy of a linear probe on content codes"),
     "transfer/removal_mse": lower("MSE(G(E1(a), 0), clean a)"),
     "transfer/overlay_mse": reference("doing nothing: MSE(a, clean a), the baseline removal must beat", "lower"),
