@@ -700,3 +700,12 @@ def test_standardize_stops_the_encoders_fooling_the_discriminator_by_shrinking(s
         assert torch.allclose(flat.std(0), torch.ones(64), atol=1e-4)
     logs = method.train_step({"x": torch.rand(8, 1, 16, 16) * 2 - 1, "domain": domain}, 0, method.build_optimizers())
     assert np.isfinite(logs["discriminator"]) and 0 <= logs["discriminator/accuracy"] <= 1
+
+
+def test_content_cycle_detach_without_a_content_cycle_is_a_config_error():
+    """content_cycle_detach alone would change nothing: the error names the key it needs."""
+    from nonvae.errors import ConfigError
+
+    cfg = tiny_cfg(**{"regularizers.domain.content_cycle_detach": True})
+    with pytest.raises(ConfigError, match=r"content_cycle_detach does nothing without .*domain.content_cycle"):
+        build_method(cfg, (1, 16, 16))

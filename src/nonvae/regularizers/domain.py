@@ -51,8 +51,8 @@ E1(a) kept of the attribute but a translation cannot (screened on the band and t
 ``standardize`` feeds the discriminator E1's codes standardised per feature over the batch (statistics detached).
 Without it the encoders have a way out that removes no information: shrink the codes until the discriminator's
 logits are near 0 whatever the domain, which is exactly what 'confuse' asks for (with the shipped config E1's rms
-fell 17x against the lambda = 0 ablation, and the discriminator's term sat at lambda x ln 2 while a fresh probe,
-on standardised codes, read the domain at 85-96%).
+fell 15-25x against the lambda = 0 ablations, and the discriminator's term sat at lambda x ln 2 while a fresh
+probe, on standardised codes, read the domain at 0.66-0.94).
 
 ``disc_steps`` updates the discriminator several times per autoencoder step (on the same detached codes), so
 it keeps up with the encoders instead of being fooled while E1 still carries the attribute. ``match`` adds an
@@ -184,6 +184,9 @@ class DomainInvariance(Regularizer):
               run_cfg: Config) -> DomainInvariance:
         if not hasattr(backbone, "encode_parts"):
             raise ConfigError(f"regularizers.{cls.name} needs model.backbone: split")
+        if cfg.content_cycle_detach and cfg.content_cycle <= 0 and cfg.cycle <= 0:
+            raise ConfigError(f"regularizers.{cls.name}.content_cycle_detach does nothing without "
+                              f"regularizers.{cls.name}.content_cycle (or cycle) > 0")
         image_critic = None
         if cfg.image_gan > 0:
             width = cfg.image_gan_width or int(getattr(run_cfg.model, "width", 8))
